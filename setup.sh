@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything quizstack needs on a Debian 12 machine, as root:
+# the Debian packages of the services it runs and tests with, and a
+# virtual environment (.venv) holding quizstack itself. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (it installs Debian packages)" >&2
+    exit 1
+fi
+
+packages=(
+    python3-venv iproute2 iputils-ping procps util-linux kmod
+    postgresql haproxy nftables supervisor glusterfs-server glusterfs-client
+    nmap wrk chromium graphviz
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    # The services run inside lab hosts, under each host's own init: keep
+    # the package scripts from starting them on the machine itself.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
+fi
+
+python=python3
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/pip install -q -e '.[test]'
+echo "setup.sh: ready (.venv/bin/quizstack)"
