@@ -1,0 +1,96 @@
+"""The topology model: networks, hosts, interfaces and routes as plain data.
+
+A Topology is what a scenario file says, validated and typed, and nothing
+more: building one runs no command and touches no file besides reading the
+scenario. The lab, the deployment roles and the checks all read it; none of
+them writes it. Objects are frozen so that no layer can quietly change what
+another one relies on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from quizstack.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    subnet: IPv4Network
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str                 # inside the host: eth0, eth1, ...
+    network: str              # a Network's name
+    address: IPv4Address
+    prefixlen: int
+
+    @property
+    def cidr(self) -> str:
+        """The address with its prefix, as `ip addr add` wants it."""
+        return f"{self.address}/{self.prefixlen}"
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: IPv4Network
+    via: IPv4Address
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    roles: tuple[str, ...]
+    forward: bool = False
+    interfaces: list[Interface] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    description: str = ""
+
+    def address_on(self, network: str) -> IPv4Address:
+        """This host's address on a network; ScenarioError if it has none there."""
+        for iface in self.interfaces:
+            if iface.network == network:
+                return iface.address
+        raise ScenarioError(f"host {self.name}: no interface on network {network}")
+
+    @property
+    def address(self) -> IPv4Address:
+        """The first address: the one /etc/hosts gives for the bare host name."""
+        return self.interfaces[0].address
+
+    @property
+    def networks(self) -> list[str]:
+        return [iface.network for iface in self.interfaces]
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    source: str
+    networks: dict[str, Network]
+    hosts: dict[str, Host]
+    settings: dict = field(default_factory=dict)
+    description: str = ""
+
+    def with_role(self, role: str) -> list[Host]:
+        """The hosts that have a role, in the order of the scenario file."""
+        return [host for host in self.hosts.values() if role in host.roles]
+
+    def host(self, name: str) -> Host:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise ScenarioError(
+                f"{self.source}: no host {name!r} (hosts: {', '.join(self.hosts)})"
+            ) from None
+
+    def hosts_on(self, network: str) -> list[Host]:
+        """The hosts with an interface on a network, in file order."""
+        return [h for h in self.hosts.values() if network in h.networks]
