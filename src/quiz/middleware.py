@@ -1,0 +1,1 @@
+"""Middleware: the health check, the Host check and the idle logout."""

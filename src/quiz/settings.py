@@ -1,0 +1,170 @@
+"""Settings of the QUIZ server, read from the environment and nowhere else.
+
+Every server behind the load balancer gets the same environment, so every
+server answers the same way: one PostgreSQL database (``DATABASE_URL``, no
+default — a server that silently fell back to a local database would split the
+users' data), one shared media root (``QUIZ_MEDIA_ROOT``), one secret key
+(``DJANGO_SECRET_KEY``, also required: sessions and CSRF tokens signed by one
+server must verify on the others). docs/app.md lists every variable.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from quiz.dburl import parse_database_url
+
+
+def _flag(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _list(name, default):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+BASE_DIR = Path(__file__).resolve().parent
+
+DEBUG = _flag("DJANGO_DEBUG")
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: every server behind the load balancer needs the same secret key"
+        )
+    # A throwaway key is fine for one DEBUG process on a developer's machine.
+    SECRET_KEY = secrets.token_urlsafe(50)
+
+ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+DATABASES = {"default": parse_database_url(os.environ.get("DATABASE_URL", ""))}
+# Persistent connections: a sync gunicorn worker reuses its connection for
+# QUIZ_CONN_MAX_AGE seconds; the health check catches a restarted database.
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("QUIZ_CONN_MAX_AGE", "600"))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+MEDIA_ROOT = os.environ.get("QUIZ_MEDIA_ROOT", str(Path.cwd() / "media"))
+MEDIA_URL = "/uploads/"
+UPLOAD_MAX_BYTES = 2 * 1024 * 1024
+# Django keeps uploads up to this size in memory; ours are at most 2 MB plus form overhead.
+FILE_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 64 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 3 * 1024 * 1024
+
+QUIZ_OPEN_REGISTER = _flag("QUIZ_OPEN_REGISTER")
+QUIZ_IDLE_LOGOUT_SECONDS = 5 * 60
+QUIZ_PAGE_SIZE = 10
+QUIZ_MAX_TIPS_PER_QUIZ = 50
+QUIZ_MAX_QUIZZES_PER_DAY = 50
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "quiz",
+]
+
+# Kept short on purpose: every middleware runs on every request (see
+# docs/performance.md). /healthz is answered by the first one, before sessions.
+MIDDLEWARE = [
+    "quiz.middleware.HealthzMiddleware",
+    "quiz.middleware.HostCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "quiz.middleware.IdleLogoutMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "quiz.urls"
+WSGI_APPLICATION = "quiz.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        # With DEBUG off Django wraps these loaders in the cached loader.
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_USER_MODEL = "quiz.User"
+LOGIN_URL = "/session"
+AUTH_PASSWORD_VALIDATORS = []  # the original accepted any password; seed uses 1234
+PASSWORD_HASHERS = _list(
+    "QUIZ_PASSWORD_HASHERS",
+    ["django.contrib.auth.hashers.PBKDF2PasswordHasher"],
+)
+
+# Sessions live in the database so any server can continue any session.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = _flag("QUIZ_SECURE_COOKIES")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Flash messages travel in a signed cookie: no session needed to show an error.
+MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
+
+# Only the load balancer can reach the servers (the firewall drops the rest),
+# so its X-Forwarded-Proto is trusted to say whether the client used HTTPS.
+# The Host header is the client's own; X-Forwarded-Host is ignored.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "syslog": {"format": "quiz[%(process)d]: %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain"},
+    },
+    "root": {"handlers": ["stdout"], "level": os.environ.get("QUIZ_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
+}
+
+_syslog = os.environ.get("QUIZ_SYSLOG", "").strip()
+if _syslog:
+    _host, _, _port = _syslog.rpartition(":")
+    if not _host or not _port.isdigit():
+        raise ImproperlyConfigured(f"QUIZ_SYSLOG must be host:port, not {_syslog!r}")
+    LOGGING["handlers"]["syslog"] = {
+        "class": "logging.handlers.SysLogHandler",
+        "address": (_host.strip("[]"), int(_port)),  # a tuple means UDP
+        "facility": "local0",
+        "formatter": "syslog",
+    }
+    LOGGING["root"]["handlers"].append("syslog")

@@ -1,0 +1,165 @@
+"""A throwaway PostgreSQL server for tests and benchmarks.
+
+The app's tests must run against the database it is deployed on, not a
+stand-in, so the harness starts a real server from the Debian packages: initdb
+into a temporary directory as the ``postgres`` system user (initdb refuses
+root), ``postgres`` on 127.0.0.1 and a free port, readiness polled with
+``pg_isready``, and at the end the server stopped by its own PID and the
+directory removed. Durability is switched off: the data dies with the test.
+
+Usage::
+
+    from quiz.testing import TemporaryPostgres, PostgresUnavailable
+
+    with TemporaryPostgres() as pg:
+        pg.create_database("quiz")
+        os.environ["DATABASE_URL"] = pg.url("quiz")
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+class PostgresUnavailable(RuntimeError):
+    """This machine cannot run a temporary server (no binaries, not root): tests skip."""
+
+
+class PostgresError(RuntimeError):
+    """The server was there but failed to start or to do what was asked."""
+
+
+def _bindir():
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise PostgresUnavailable("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin): apt-get install postgresql")
+    return os.path.dirname(candidates[-1])
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_available():
+    """Raise PostgresUnavailable with the reason this machine can't run a temporary server."""
+    _bindir()
+    if os.geteuid() != 0:
+        raise PostgresUnavailable("not root: a temporary PostgreSQL runs as the postgres system user, which needs root")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise PostgresUnavailable("no 'postgres' system user (installed by the postgresql package)") from None
+
+
+class TemporaryPostgres:
+    """Start a private PostgreSQL server; stop it and delete its data on exit."""
+
+    def __init__(self, ready_timeout=60.0, fast=True):
+        self.ready_timeout = ready_timeout
+        self.fast = fast
+        self.port = None
+        self.dir = None
+        self.proc = None
+        self._log = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self):
+        check_available()
+        bindir = _bindir()
+        pw = pwd.getpwnam("postgres")
+        self.dir = tempfile.mkdtemp(prefix="quiz-pg-")
+        os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        data = os.path.join(self.dir, "data")
+        as_postgres = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "cwd": self.dir}
+        try:
+            result = subprocess.run(
+                [os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--no-locale", "--no-sync"],
+                capture_output=True, text=True, **as_postgres,
+            )
+            if result.returncode != 0:
+                raise PostgresError(f"initdb -D {data} failed ({result.returncode}): {result.stderr.strip()}")
+            self.port = free_port()
+            argv = [os.path.join(bindir, "postgres"), "-D", data, "-k", self.dir,
+                    "-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
+                    "-c", "max_connections=100"]
+            if self.fast:
+                for option in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
+                    argv += ["-c", option]
+            self._log = open(os.path.join(self.dir, "postgres.log"), "wb")
+            self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, **as_postgres)
+            self._wait_ready(bindir)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, bindir):
+        deadline = time.monotonic() + self.ready_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise PostgresError(f"postgres exited with {self.proc.returncode}: {self.log_tail()}")
+            check = subprocess.run(
+                [os.path.join(bindir, "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-t", "1"],
+                capture_output=True, text=True,
+            )
+            if check.returncode == 0:
+                return
+            last = check.stdout.strip() or check.stderr.strip()
+            time.sleep(0.05)  # poll interval, not a wait for readiness
+        raise PostgresError(f"postgres on port {self.port} not ready after {self.ready_timeout}s: {last}; {self.log_tail()}")
+
+    def log_tail(self, lines=20):
+        try:
+            with open(os.path.join(self.dir, "postgres.log"), errors="replace") as f:
+                return " | ".join(f.read().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self):
+        """Fast shutdown (SIGINT) of the server we started, then remove its directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- use -------------------------------------------------------------------------
+
+    def url(self, dbname="postgres"):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name):
+        """Create an empty database and return its URL."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
