@@ -1,0 +1,186 @@
+"""The requirements, verified from outside as a client and an examiner would.
+
+Each check runs real tools in the lab's hosts — nmap and ping from the
+clients, HTTP requests through the firewall and the load balancer, file
+listings on the storage bricks, SQL on the database host — and returns a
+result row: what was verified, whether it held, and what was seen. Nothing
+here prints; the command line renders the rows.
+"""
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+from quizstack.errors import CheckError
+
+# The service's own accounts; the check logs in like the examiner would.
+CHECK_USER = ("admin", "1234")
+BALANCE_REQUESTS = 30
+
+
+@dataclass
+class CheckResult:
+    group: str
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def parse_nmap_grepable(text):
+    """`nmap -oG -` output → {address: {"up": bool, "open": [ports]}}."""
+    hosts = {}
+    for line in text.splitlines():
+        if not line.startswith("Host: "):
+            continue
+        address = line.split()[1]
+        entry = hosts.setdefault(address, {"up": False, "open": []})
+        if "Status: Up" in line:
+            entry["up"] = True
+        if "Ports: " in line:
+            ports = line.split("Ports: ", 1)[1].split("\t")[0]
+            for item in ports.split(", "):
+                fields = item.strip().split("/")
+                if len(fields) > 2 and fields[1] == "open":
+                    entry["open"].append(int(fields[0]))
+    return hosts
+
+
+def protected_addresses(plan):
+    """Every lab address the firewall must protect: all but the clients' own."""
+    return [str(a) for host, addresses in plan.lab_addresses.items()
+            if host not in plan.clients for a in addresses]
+
+
+class Checker:
+    """Runs the checks of one deployed lab. `run(host, argv, **kw)` runs a command in a host."""
+
+    def __init__(self, lab, plan, venv=None, ports="1-65535"):
+        self.lab = lab
+        self.plan = plan
+        self.python = f"{venv or sys.prefix}/bin/python"
+        self.ports = ports
+        self.base = f"http://{plan.lb_address}:{plan.port}"
+
+    def _run(self, host, argv, timeout=120):
+        return self.lab.run(host, argv, timeout=timeout, check=False)
+
+    def _client(self, host, *args, timeout=120):
+        done = self._run(host, [self.python, "-m", "quizstack.check.client", *args], timeout)
+        if done.returncode != 0:
+            raise CheckError(f"{host}: `{' '.join(args[:1])}` failed: "
+                             f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        return json.loads(done.stdout)
+
+    # -- firewall -------------------------------------------------------------------------
+
+    def firewall(self):
+        results = []
+        targets = protected_addresses(self.plan)
+        wanted = {str(self.plan.lb_address): [self.plan.port]}
+        for client in self.plan.clients:
+            scan = self._run(client, [
+                "nmap", "-n", "-Pn", "-sS", "--disable-arp-ping", "-p", self.ports,
+                "--min-rate", "20000", "--max-retries", "2", "-T5", "-oG", "-", *targets],
+                timeout=600)
+            if scan.returncode != 0:
+                raise CheckError(f"{client}: nmap failed: {scan.stderr.strip()}")
+            found = {a: h["open"] for a, h in parse_nmap_grepable(scan.stdout).items() if h["open"]}
+            seen = ", ".join(f"{a}:{','.join(map(str, p))}" for a, p in sorted(found.items())) or "none"
+            results.append(CheckResult(
+                "firewall", f"{client}: port scan of {len(targets)} addresses (TCP {self.ports})",
+                found == wanted, f"open: {seen}"))
+
+            ping = self._run(client, ["nmap", "-n", "-sn", "-PE", "--disable-arp-ping",
+                                      "--max-retries", "1", "-oG", "-", *targets], timeout=120)
+            up = sorted(a for a, h in parse_nmap_grepable(ping.stdout).items() if h["up"])
+            results.append(CheckResult(
+                "firewall", f"{client}: ICMP echo answered only by the load balancer",
+                up == [str(self.plan.lb_address)], f"answered: {', '.join(up) or 'none'}"))
+        return results
+
+    # -- balancing ------------------------------------------------------------------------
+
+    def balancing(self):
+        client = self.plan.clients[0]
+        seen = self._client(client, "balance", self.base, str(BALANCE_REQUESTS))
+        servers = seen["servers"]
+        share = BALANCE_REQUESTS // len(self.plan.backends)
+        ok = (servers == {b.name: share for b in self.plan.backends}
+              and seen["statuses"] == {"200": BALANCE_REQUESTS})
+        shown = "/".join(str(servers.get(b.name, 0)) for b in self.plan.backends)
+        names = "/".join(b.name for b in self.plan.backends)
+        return [CheckResult("balancing", f"{BALANCE_REQUESTS} requests from {client} spread "
+                            "round-robin", ok, f"{names}: {shown}; statuses {seen['statuses']}")]
+
+    # -- storage and database -------------------------------------------------------------
+
+    def storage_and_database(self):
+        client = self.plan.clients[0]
+        fetches = 3 * len(self.plan.backends)
+        made = self._client(client, "upload", self.base, *CHECK_USER, str(fetches))
+        results = []
+        try:
+            served = made["servers"]
+            ok = all(served.get(b.name) for b in self.plan.backends) and made["identical"] == fetches
+            results.append(CheckResult(
+                "storage", "an image uploaded through the load balancer is served by every server",
+                ok, f"{made['image']}: " + ", ".join(f"{k} {v}" for k, v in sorted(served.items()))))
+
+            holders = []
+            for nas, _ in self.plan.storage_hosts:
+                path = f"{self.plan.brick}/media/{made['image']}"
+                if self._run(nas, ["test", "-s", path]).returncode == 0:
+                    holders.append(nas)
+            results.append(CheckResult(
+                "storage", f"the image is on every brick of volume {self.plan.volume}",
+                len(holders) == len(self.plan.storage_hosts),
+                f"present on: {', '.join(holders) or 'none'}"))
+
+            query = f"select count(*) from quiz_quiz where id = {int(made['quiz'])}"
+            rows = self._run(self.plan.database_host, [
+                "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t",
+                "-d", self.plan.database_name, "-c", query])
+            count = rows.stdout.strip()
+            results.append(CheckResult(
+                "database", f"the quiz created through the load balancer is in "
+                f"{self.plan.database_host}'s database", count == "1",
+                f"quiz {made['quiz']}: {count or rows.stderr.strip()} row(s)"))
+        finally:
+            self._client(client, "delete", self.base, *CHECK_USER, str(made["quiz"]))
+        return results
+
+    def database_placement(self):
+        running = []
+        for backend in self.plan.backends:
+            ps = self._run(backend.name, ["ps", "-eo", "comm="])
+            listening = self._run(backend.name, ["ss", "-Hltn", f"sport = :{self.plan.database_port}"])
+            if "postgres" in ps.stdout.split() or listening.stdout.strip():
+                running.append(backend.name)
+        results = [CheckResult("database", "no app server runs PostgreSQL", not running,
+                               f"running on: {', '.join(running)}" if running else "none of "
+                               + ", ".join(self.plan.web_hosts))]
+        client = self.plan.clients[0]
+        probe = ("import socket,sys\ns=socket.socket();s.settimeout(2)\n"
+                 f"sys.exit(0 if s.connect_ex(('{self.plan.database_address}',"
+                 f"{self.plan.database_port}))==0 else 1)")
+        reach = self._run(client, ["python3", "-c", probe], timeout=30)
+        results.append(CheckResult(
+            "database", f"the database port is closed to clients ({client})",
+            reach.returncode != 0,
+            f"{self.plan.database_address}:{self.plan.database_port} "
+            + ("answered" if reach.returncode == 0 else "unreachable")))
+        return results
+
+    def all(self):
+        return (self.firewall() + self.balancing() + self.storage_and_database()
+                + self.database_placement())
+
+
+def run_checks(lab, plan, venv=None, ports="1-65535"):
+    return Checker(lab, plan, venv=venv, ports=ports).all()
+
+
+__all__ = ["CheckResult", "Checker", "run_checks", "parse_nmap_grepable"]

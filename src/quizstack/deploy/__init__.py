@@ -1,0 +1,131 @@
+"""Deployment: the roles, in order, as pyinfra operations on lab or real hosts.
+
+Order is database → storage → app servers → load balancer → firewall last, so
+the service is closed to clients until it is complete. Each role is a list of
+phases (see roles.py); each phase is one pyinfra run on its hosts, in
+parallel, and a phase starts only when the one before it succeeded everywhere.
+
+Hosts are reached through a pyinfra connector: `@lab/<lab>/<host>` for lab
+hosts, or any pyinfra inventory name (an SSH address) for real ones. The
+result says which operations changed something, so a second deployment can
+say "no change".
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from quizstack.deploy import db, fw, lb, storage, web
+from quizstack.deploy.plan import build_plan
+from quizstack.deploy.roles import Context
+from quizstack.errors import DeployError
+
+ROLES = (db, storage, web, lb, fw)
+
+
+@dataclass
+class PhaseResult:
+    role: str
+    name: str
+    hosts: tuple
+    changed: list = field(default_factory=list)   # (host, operation name)
+    seconds: float = 0.0
+
+
+@dataclass
+class DeployResult:
+    phases: list = field(default_factory=list)
+
+    @property
+    def changed(self):
+        return [c for p in self.phases for c in p.changed]
+
+    @property
+    def seconds(self):
+        return sum(p.seconds for p in self.phases)
+
+
+def lab_targets(lab_name, topology):
+    return {name: f"@lab/{lab_name}/{name}" for name in topology.hosts}
+
+
+def deploy(topology, targets, secrets, venv, progress=None):
+    """Bring every role to the wanted state; return what changed.
+
+    `targets` maps each scenario host to a pyinfra inventory name.
+    """
+    plan = build_plan(topology)
+    missing = [h for h in topology.hosts if h not in targets]
+    if missing:
+        raise DeployError(f"no way to reach host(s) {', '.join(missing)}")
+    context = Context(secrets=secrets, venv=venv)
+    result = DeployResult()
+    for role in ROLES:
+        for phase in role.phases(plan, context):
+            if progress:
+                progress(f"{phase.role}: {phase.name} on {', '.join(phase.hosts)}")
+            result.phases.append(_run_phase(phase, plan, context, targets))
+            if progress:
+                done = result.phases[-1]
+                what = f"{len(done.changed)} change(s)" if done.changed else "no change"
+                progress(f"{phase.role}: {phase.name}: {what} ({done.seconds:.1f} s)")
+    return result
+
+
+def _run_phase(phase, plan, context, targets):
+    # pyinfra is imported here: the pure parts (plan, render) stay importable without it.
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.context import ctx_host, ctx_state
+
+    started = time.monotonic()
+    names = [(targets[h], {"scenario_host": h}) for h in phase.hosts]
+    inventory = Inventory((names, {}))
+    state = State(inventory=inventory, config=Config(), check_for_changes=False)
+    where = f"{phase.role}: {phase.name}"
+    try:
+        connect_all(state)
+    except PyinfraError as exc:
+        raise DeployError(f"{where}: cannot reach the hosts: {exc}")
+    if state.failed_hosts:
+        raise DeployError(f"{where}: cannot reach {_host_names(state.failed_hosts)}")
+
+    metas = {}
+    for host in inventory:
+        with ctx_state.use(state), ctx_host.use(host):
+            before = set(state.ops.get(host, {}))
+            try:
+                phase.add_ops(plan, context)
+            except (ValueError, PyinfraError) as exc:
+                raise DeployError(f"{where} on {host.data.get('scenario_host')}: {exc}")
+            metas[host] = [h for h in state.ops.get(host, {}) if h not in before]
+
+    try:
+        run_ops(state)
+    except PyinfraError:
+        pass  # the failed operation is found and reported below
+    result = PhaseResult(phase.role, phase.name, phase.hosts, seconds=time.monotonic() - started)
+    for host in inventory:
+        scenario_host = host.data.get("scenario_host")
+        for op_hash in metas[host]:
+            op_meta = state.get_op_meta(op_hash)
+            op = state.ops[host][op_hash].operation_meta
+            label = ", ".join(sorted(op_meta.names))
+            if not op.is_complete():
+                raise DeployError(f"{where} on {scenario_host}: did not run `{label}` "
+                                  "(an earlier operation failed)")
+            if op.did_error():
+                output = (op.stderr_lines or op.stdout_lines)[-3:]
+                detail = (": " + " | ".join(line.strip() for line in output)) if output else ""
+                raise DeployError(f"{where} on {scenario_host}: `{label}` failed{detail}")
+            if op.did_change():
+                result.changed.append((scenario_host, label))
+    return result
+
+
+def _host_names(hosts):
+    return ", ".join(sorted(h.data.get("scenario_host", h.name) for h in hosts))
+
+
+__all__ = ["deploy", "lab_targets", "build_plan", "DeployResult"]

@@ -1,0 +1,181 @@
+"""The few operations and facts the roles are made of, beyond pyinfra's own.
+
+Each operation reads what is there when it runs and yields commands only for
+the difference, so a second deployment yields nothing and reports no change.
+Three ideas recur:
+
+- `config_file`: a file rendered elsewhere is uploaded beside its target,
+  passed through the service's own checker, and only then moved in place;
+- `service`: a long-running program under the host's init — supervisord in
+  the lab (a program in /etc/supervisor/conf.d), systemd on real hosts;
+- `wait_until`: readiness is polled with a deadline, never assumed after a sleep;
+  when the condition already holds the operation does nothing.
+"""
+
+import hashlib
+import io
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, MaskString, QuoteString, StringCommand, operation
+from pyinfra.facts.files import File, Sha1File
+
+from quizstack.deploy import render
+
+
+class InitSystem(FactBase):
+    """Which init runs the host's services: 'supervisord' (lab hosts) or 'systemd'."""
+
+    def command(self):
+        return ("if [ -S /run/supervisor.sock ]; then echo supervisord; "
+                "elif [ -d /run/systemd/system ]; then echo systemd; else echo none; fi")
+
+    def process(self, output):
+        return output[0].strip() if output else "none"
+
+
+class Succeeds(FactBase):
+    """Whether a shell command exits 0 on the host (its output is ignored)."""
+
+    def command(self, command):
+        return f"if ( {command} ) >/dev/null 2>&1; then echo yes; else echo no; fi"
+
+    def process(self, output):
+        return bool(output) and output[-1].strip() == "yes"
+
+
+class Lines(FactBase):
+    """The output lines of a command; an empty list if it fails."""
+
+    def command(self, command):
+        return f"( {command} ) 2>/dev/null || true"
+
+    def process(self, output):
+        return [line for line in output]
+
+
+class SupervisorState(FactBase):
+    """The state supervisord reports for one program (RUNNING, STOPPED, ... or None)."""
+
+    def command(self, program):
+        return f"supervisorctl status {shlex.quote(program)} 2>/dev/null || true"
+
+    def process(self, output):
+        for line in output:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isupper():
+                return parts[1]
+        return None
+
+
+def sha1(text):
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _mode_of(fact):
+    return None if not fact else str(fact.get("mode"))
+
+
+@operation()
+def config_file(path, content, mode="644", user="root", group="root", check=None):
+    """Put `content` at `path`, accepted by `check` first (an argv with `{}` for the file).
+
+    Nothing is written when the file already has that content, mode and owner.
+    """
+    current = host.get_fact(File, path=path)
+    same_content = current and host.get_fact(Sha1File, path=path) == sha1(content)
+    same_meta = current and _mode_of(current) == str(int(mode)) and \
+        current.get("user") == user and current.get("group") == group
+    if same_content and same_meta:
+        return
+    directory = path.rsplit("/", 1)[0] or "/"
+    yield StringCommand("mkdir", "-p", QuoteString(directory))
+    staged = f"{directory}/.{path.rsplit('/', 1)[1]}.quizstack-new"
+    yield FileUploadCommand(io.BytesIO(content.encode()), staged)
+    yield StringCommand("chown", f"{user}:{group}", QuoteString(staged))
+    yield StringCommand("chmod", mode, QuoteString(staged))
+    if check:
+        argv = [staged if a == "{}" else a for a in check]
+        # On rejection, show the checker's words and leave the live file alone.
+        yield StringCommand(*map(QuoteString, argv), "||", "{", "rm", "-f", QuoteString(staged),
+                            ";", "exit", "1", ";", "}")
+    yield StringCommand("mv", "-f", QuoteString(staged), QuoteString(path))
+
+
+@operation()
+def directory(path, mode="755", user="root", group="root"):
+    current = host.get_fact(File, path=path)
+    if current is None or current is False:
+        yield StringCommand("mkdir", "-p", QuoteString(path))
+    elif current and _mode_of(current) == str(int(mode)) and current.get("user") == user \
+            and current.get("group") == group:
+        return
+    yield StringCommand("chown", f"{user}:{group}", QuoteString(path))
+    yield StringCommand("chmod", mode, QuoteString(path))
+
+
+@operation()
+def wait_until(command, what, timeout=60, interval=0.2):
+    """Poll `command` until it succeeds; on timeout fail saying what was awaited."""
+    if host.get_fact(Succeeds, command=command):
+        return
+    tries = max(1, int(timeout / interval))
+    yield (
+        f"i=0; until ( {command} ) >/dev/null 2>&1; do i=$((i+1)); "
+        f"if [ $i -ge {tries} ]; then echo {shlex.quote('timed out after %ss waiting for %s' % (timeout, what))} >&2; "
+        f"( {command} ) 2>&1 | tail -n 3 >&2; exit 1; fi; sleep {interval}; done"
+    )
+
+
+@operation()
+def service(service_name, command, user=None, oneshot=False, unit=None, restart=(), priority=500,
+            stopsignal="TERM"):
+    """A program kept running by the host's init, restarted when `restart` ops changed.
+
+    On lab hosts the init is supervisord: the program goes to
+    /etc/supervisor/conf.d/<name>.conf. On real Debian hosts the init is
+    systemd and `unit` names the package's own unit (postgresql@15-quiz,
+    glusterd, haproxy, nftables, ...), which is enabled and started.
+    """
+    name = service_name
+    init = host.get_fact(InitSystem)
+    changed = any(op.did_change() for op in restart)
+    if init == "supervisord":
+        conf = render.supervisor_program(name, command, user=user, oneshot=oneshot,
+                                         priority=priority, stopsignal=stopsignal)
+        path = f"/etc/supervisor/conf.d/{name}.conf"
+        fresh = host.get_fact(Sha1File, path=path) != sha1(conf)
+        if fresh:
+            yield FileUploadCommand(io.BytesIO(conf.encode()), path)
+            # `update` (re)starts exactly the programs whose section changed.
+            yield StringCommand("supervisorctl", "update", name)
+        state = host.get_fact(SupervisorState, program=name)
+        if oneshot:
+            if changed and not fresh:
+                yield StringCommand("supervisorctl", "start", name)
+            return
+        if changed and not fresh:
+            yield StringCommand("supervisorctl", "restart", name)
+        elif not fresh and state != "RUNNING":
+            yield StringCommand("supervisorctl", "start", name)
+    elif init == "systemd":
+        if not unit:
+            raise ValueError(f"service {name}: no systemd unit given")
+        active = host.get_fact(Succeeds, command=f"systemctl is-active --quiet {unit}")
+        enabled = host.get_fact(Succeeds, command=f"systemctl is-enabled --quiet {unit}")
+        if not enabled:
+            yield StringCommand("systemctl", "enable", unit)
+        if oneshot or changed and active:
+            yield StringCommand("systemctl", "restart", unit)
+        elif not active:
+            yield StringCommand("systemctl", "start", unit)
+    else:
+        raise ValueError(f"service {name}: the host runs neither supervisord nor systemd")
+
+
+@operation()
+def sql(statement, database="postgres", masked=False):
+    """Run one SQL statement as the postgres superuser, over the local socket."""
+    text = MaskString(shlex.quote(statement)) if masked else QuoteString(statement)
+    yield StringCommand("runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v",
+                        "ON_ERROR_STOP=1", "-d", database, "-c", text)

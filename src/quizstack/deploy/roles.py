@@ -1,0 +1,45 @@
+"""The shape shared by every role: phases of operations on a set of hosts.
+
+A role is a list of phases. A phase names the hosts it runs on and a function
+that, called once per host with pyinfra's context set, adds that host's
+operations. Phases run one after the other, so a phase may rely on everything
+the phases before it did on any host (the volume exists before a server
+mounts it, the database answers before the first migration).
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+PROBE_DIR = "/usr/local/lib/quizstack"
+
+
+@dataclass(frozen=True)
+class Phase:
+    role: str
+    name: str
+    hosts: tuple
+    add_ops: Callable       # add_ops(plan, context) with pyinfra's host context set
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the roles need besides the plan."""
+
+    secrets: dict
+    venv: str               # the Python environment holding quizstack and QUIZ, on every app server
+    changes: dict = field(default_factory=dict)   # (host, what) -> operations a later phase reacts to
+
+
+def scenario_host():
+    """The scenario's name of the host pyinfra is working on."""
+    from pyinfra import host
+
+    return host.data.get("scenario_host") or host.name.rsplit("/", 1)[-1]
+
+
+def install_probe(name):
+    """Upload a probe script; returns the argv prefix that runs it."""
+    from quizstack.deploy import ops, probes
+
+    ops.config_file(f"{PROBE_DIR}/{name}.py", probes.source(name), name=f"probe {name}")
+    return f"python3 {PROBE_DIR}/{name}.py"

@@ -1,0 +1,66 @@
+"""Per-lab secrets: generated once, kept in the lab's state with mode 0600.
+
+Nothing secret is committed or printed. The database password never has to
+travel to the database host in clear: PostgreSQL accepts a SCRAM-SHA-256
+verifier in place of a password, and the same verifier lets the role check,
+without logging in, whether the stored password is already the wanted one.
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets as random
+
+from quizstack.errors import DeployError
+
+FIELDS = ("database_password", "django_secret_key")
+
+
+def load_or_create(directory):
+    """The secrets stored in `directory` (a 0700 folder), creating what is missing."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = os.path.join(directory, "secrets.json")
+    data = {}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise DeployError(f"{path}: unreadable secrets ({exc}); remove it to generate new ones")
+    missing = [k for k in FIELDS if not data.get(k)]
+    if missing:
+        data.setdefault("database_password", random.token_urlsafe(24))
+        data.setdefault("django_secret_key", random.token_urlsafe(50))
+        fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(path + ".new", path)
+    os.chmod(path, 0o600)
+    return data
+
+
+def scram_verifier(password, salt=None, iterations=4096):
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677)."""
+    salt = salt if salt is not None else os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda b: base64.b64encode(b).decode()
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def verifier_matches(verifier, password):
+    """Whether a stored SCRAM verifier was made from `password`."""
+    try:
+        method, params, keys = verifier.split("$")
+        iterations, salt = params.split(":")
+        if method != "SCRAM-SHA-256":
+            return False
+        wanted = scram_verifier(password, base64.b64decode(salt), int(iterations))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(wanted, verifier)

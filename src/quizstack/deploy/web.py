@@ -1,0 +1,100 @@
+"""s1–s3: the QUIZ application servers, stateless.
+
+Each server mounts the GlusterFS volume (every storage node named as a
+volfile server, so no single node is needed to mount), keeps the uploads in
+its `media` folder — a folder that exists only on the volume, so a server
+whose mount is missing fails its health check instead of writing locally —
+and runs gunicorn with the database URL and secrets from a 0600 environment
+file. The first server applies migrations and the seed; the application's own
+locking makes that safe even if every server did it at once.
+"""
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+
+from quizstack.deploy import ops, render
+from quizstack.deploy.roles import Phase, install_probe, scenario_host
+
+ENV_FILE = "/etc/quiz/quiz.env"
+GUNICORN_CONF = "/etc/quiz/gunicorn.conf.py"
+
+
+def phases(plan, context):
+    return [
+        Phase("web", "mount the volume", plan.web_hosts, add_mount_ops),
+        Phase("web", "configure", plan.web_hosts, add_config_ops),
+        Phase("web", "migrate and seed", plan.web_hosts[:1], add_migrate_ops),
+        Phase("web", "gunicorn", plan.web_hosts, add_server_ops),
+    ]
+
+
+def _with_env(context, command):
+    return f"sh -c 'set -a; . {ENV_FILE}; set +a; exec {context.venv}/bin/{command}'"
+
+
+@operation()
+def fstab_entry(line, mount_point):
+    entries = host.get_fact(ops.Lines, command="cat /etc/fstab")
+    if line.rstrip("\n") in (e.rstrip("\n") for e in entries):
+        return
+    others = [e for e in entries if len(e.split()) < 2 or e.split()[1] != mount_point]
+    text = "\n".join(others + [line.rstrip("\n")]) + "\n"
+    yield StringCommand("sh", "-c", f"cat > /etc/fstab.quizstack-new <<'EOF'\n{text}EOF\n"
+                        "mv /etc/fstab.quizstack-new /etc/fstab")
+
+
+@operation()
+def mounted(mount_point):
+    if host.get_fact(ops.Succeeds, command=f"mountpoint -q {mount_point}"):
+        return
+    yield StringCommand("mount", mount_point)
+
+
+def add_mount_ops(plan, context):
+    ops.directory(plan.mount, name="mount point")
+    if host.get_fact(ops.InitSystem) == "supervisord":
+        ops.service("nas-mount", render.glusterfs_client_command(plan), priority=200,
+                    name="volume mount (supervised glusterfs client)")
+    else:
+        fstab_entry(render.fstab_line(plan), plan.mount, name="fstab entry")
+        mounted(plan.mount, name="mount")
+    ops.wait_until(f"mountpoint -q {plan.mount}", f"{plan.volume} mounted on {plan.mount}",
+                   name="volume mounted")
+    ops.directory(plan.media_root, user="www-data", group="www-data", name="media root on the volume")
+
+
+def _backend(plan):
+    return next(b for b in plan.backends if b.name == scenario_host())
+
+
+def add_config_ops(plan, context):
+    env = ops.config_file(ENV_FILE, render.env_file(render.app_environment(plan, context.secrets)),
+                          mode="600", name="environment file")
+    conf = ops.config_file(GUNICORN_CONF, render.gunicorn_conf(plan, _backend(plan)), mode="644",
+                           name="gunicorn settings")
+    # The server phase restarts gunicorn if either changed.
+    context.changes[(scenario_host(), "quiz")] = (env, conf)
+
+
+def add_migrate_ops(plan, context):
+    migrate = _with_env(context, "quizstack app migrate")
+    seed = _with_env(context, "quizstack app seed")
+    check = _with_env(context, "django-admin migrate --check")
+    ensure_migrated(check, f"{migrate} && {seed}", name="migrate and seed")
+
+
+@operation()
+def ensure_migrated(check, command):
+    if host.get_fact(ops.Succeeds, command=check):
+        return
+    yield command
+
+
+def add_server_ops(plan, context):
+    backend = _backend(plan)
+    http_ok = install_probe("http_ok")
+    ops.service("quiz", _with_env(context, f"gunicorn -c {GUNICORN_CONF} quiz.wsgi:application"),
+                unit="quiz", restart=context.changes.get((backend.name, "quiz"), ()),
+                priority=300, name="gunicorn service")
+    ops.wait_until(f"{http_ok} http://{backend.address}:{plan.app_port}/healthz",
+                   f"QUIZ healthy on {backend.address}:{plan.app_port}", name="server healthy")
