@@ -1,0 +1,116 @@
+"""The deployed service, end to end, as root: up, check, idempotence, stop/start.
+
+One lab is brought up for the module (a unique name, a temporary state root)
+and destroyed at the end; each test asserts something a user or an examiner
+would notice.
+"""
+
+import json
+import os
+import sys
+import time
+
+import pytest
+
+from quizstack import stack
+from quizstack.deploy.plan import build_plan
+from quizstack.errors import ScenarioError
+from quizstack.topology import load_scenario
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts)")
+
+
+@pytest.fixture(scope="module")
+def service(deployed):
+    return deployed
+
+
+@pytest.fixture
+def state_root(tmp_path, monkeypatch):
+    root = tmp_path / "state"
+    root.mkdir()
+    monkeypatch.setenv("QUIZSTACK_STATE_ROOT", str(root))
+    return root
+
+
+def rows(results):
+    return {(r.group, r.name): r for r in results}
+
+
+def test_up_from_nothing_passes_every_check(service):
+    _, first, _ = service
+    failed = [f"{r.group}: {r.name}: {r.detail}" for r in first.checks if not r.ok]
+    assert first.checks and not failed
+
+
+def test_firewall_rows(service):
+    _, first, _ = service
+    firewall = [r for r in first.checks if r.group == "firewall"]
+    # A port scan and a ping sweep from each of the two clients.
+    assert len(firewall) == 4 and all(r.ok for r in firewall)
+    assert all("open: 10.2.2.2:80" == r.detail for r in firewall if "port scan" in r.name)
+
+
+def test_balancing_row_is_ten_ten_ten(service):
+    _, first, _ = service
+    (row,) = [r for r in first.checks if r.group == "balancing"]
+    assert row.ok and row.detail.startswith("s1/s2/s3: 10/10/10")
+
+
+def test_storage_and_database_rows(service):
+    _, first, _ = service
+    groups = [r.group for r in first.checks if r.ok]
+    assert groups.count("storage") == 2
+    assert groups.count("database") == 3
+
+
+def test_second_up_changes_nothing_and_is_fast(service):
+    lab, first, first_seconds = service
+    started = time.monotonic()
+    again = stack.deploy_lab(lab)
+    seconds = time.monotonic() - started
+    assert again.changed == []
+    assert seconds < first.seconds["deploy"] / 2
+
+
+def test_secrets_are_private_to_the_state(service):
+    lab, _, _ = service
+    path = lab.state_dir / "secrets" / "secrets.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    password = json.loads(path.read_text())["database_password"]
+    hba = lab.run("bbdd", ["sh", "-c", "cat /etc/postgresql/*/quiz/pg_hba.conf"]).stdout
+    assert password not in hba and "trust" not in hba
+
+
+def test_a_quiz_and_its_image_survive_stop_and_start(service):
+    lab, _, _ = service
+    plan = build_plan(lab.topology)
+    base = f"http://{plan.lb_address}:{plan.port}"
+    made = json.loads(lab.run("c1", [sys.executable, "-m", "quizstack.check.client", "upload",
+                                     base, "pepe", "5678", "3"]).stdout)
+    lab.stop()
+    lab.start()
+    stack.deploy_lab(lab)  # waits for readiness; must find nothing to change
+    page = lab.run("c1", [sys.executable, "-c",
+                          "import sys,urllib.request;"
+                          f"print(urllib.request.urlopen('{base}/quizzes/{made['quiz']}',timeout=10).read().decode())"])
+    assert made["question"] in page.stdout
+    image = lab.run("c1", [sys.executable, "-c",
+                           "import urllib.request;"
+                           f"print(len(urllib.request.urlopen('{base}/uploads/{made['image']}',timeout=10).read()))"])
+    assert int(image.stdout) > 0
+
+
+def test_a_bad_scenario_fails_before_changing_anything(state_root, tmp_path):
+    from quizstack.lab import Lab
+
+    text = load_scenario("pfinal").source
+    with open(text) as f:
+        source = f.read()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(source.replace('address = "10.2.4.23"', 'address = "10.2.4.22"'))
+    before = sorted(os.listdir(state_root))
+    with pytest.raises(ScenarioError) as error:
+        stack.up(Lab("badsc", topology=load_scenario(str(bad))))
+    assert "10.2.4.22" in str(error.value)
+    assert sorted(os.listdir(state_root)) == before
