@@ -14,6 +14,10 @@ Usage::
     with TemporaryPostgres() as pg:
         pg.create_database("quiz")
         os.environ["DATABASE_URL"] = pg.url("quiz")
+
+It also holds the helpers the app's tests are written with, so they read like
+a user's actions: ``login_as(client, "pepe")``, ``make_quiz(...)``,
+``png_bytes()``.
 """
 
 import glob
@@ -163,3 +167,55 @@ class TemporaryPostgres:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
+
+
+# -- helpers for tests written as a user's actions ------------------------------------
+
+PASSWORDS = {"admin": "1234", "pepe": "5678"}
+
+
+def login_as(client, username, password=None):
+    """Log in through the login form, as a person would; returns the redirect response."""
+    response = client.post("/session", {
+        "login": username, "password": password or PASSWORDS.get(username, username + "-pass"),
+        "redir": "/", "commit": "Login",
+    })
+    assert response.status_code == 302, f"login as {username} failed: {response.status_code}"
+    return response
+
+
+def make_user(username, is_admin=False):
+    """A user whose password is ``<username>-pass`` (the seed users keep theirs)."""
+    from quiz.models import User
+
+    return User.objects.create_user(username, PASSWORDS.get(username, username + "-pass"), is_admin=is_admin)
+
+
+def make_quiz(question="What is 2+2?", answer="4", author=None, **fields):
+    from quiz.models import Quiz
+
+    return Quiz.objects.create(question=question, answer=answer, author=author, **fields)
+
+
+def user(username):
+    from quiz.models import User
+
+    return User.objects.get(username=username)
+
+
+def png_bytes(size=(8, 6), color=(200, 30, 30), fmt="PNG"):
+    """A small real image, made on the spot."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def image_upload(name="pic.png", content=None, content_type="image/png"):
+    """An uploaded file for the test client (a real PNG unless ``content`` says otherwise)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, png_bytes() if content is None else content, content_type=content_type)

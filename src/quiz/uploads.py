@@ -1,0 +1,90 @@
+"""Image uploads: checked by content, stored in the shared media root under random names.
+
+The original trusted the client's file name and MIME type. Here Pillow must
+recognise and verify the bytes as PNG, JPEG, GIF or WebP, the file must be at
+most 2 MB, and it is stored as ``<32 random hex>.<extension of the real
+format>`` — so a user can neither overwrite someone else's file nor smuggle
+HTML or scripts in under an image name. Files are written to a temporary name
+and renamed, so other servers never serve half a file.
+"""
+
+import os
+import re
+import secrets
+
+from django.conf import settings
+from django.db import transaction
+from PIL import Image
+
+from quiz.models import Attachment
+
+FORMATS = {
+    "PNG": ("png", "image/png"),
+    "JPEG": ("jpg", "image/jpeg"),
+    "GIF": ("gif", "image/gif"),
+    "WEBP": ("webp", "image/webp"),
+}
+CONTENT_TYPES = {ext: mime for ext, mime in FORMATS.values()}
+NAME_RE = re.compile(r"^[0-9a-f]{32}\.(png|jpg|gif|webp)$")
+
+
+class UploadRejected(ValueError):
+    """The upload is not an image we accept; the message is shown to the user."""
+
+
+def _detect(uploaded):
+    try:
+        uploaded.seek(0)
+        with Image.open(uploaded) as image:
+            fmt = image.format
+            image.verify()
+    except Exception:  # Pillow raises many kinds for garbage; all mean "not an image"
+        raise UploadRejected("The file is not an image (PNG, JPEG, GIF or WebP).") from None
+    if fmt not in FORMATS:
+        raise UploadRejected("Only PNG, JPEG, GIF and WebP images are accepted.")
+    return FORMATS[fmt]
+
+
+def store_image(uploaded):
+    """Check ``uploaded`` (a Django UploadedFile) and store it; return the new Attachment."""
+    if uploaded.size > settings.UPLOAD_MAX_BYTES:
+        raise UploadRejected("The image is larger than 2 MB.")
+    if uploaded.size == 0:
+        raise UploadRejected("The file is empty.")
+    ext, mime = _detect(uploaded)
+    name = f"{secrets.token_hex(16)}.{ext}"
+    root = settings.MEDIA_ROOT
+    os.makedirs(root, exist_ok=True)
+    final = os.path.join(root, name)
+    partial = final + ".part"
+    uploaded.seek(0)
+    with open(partial, "xb") as out:
+        for chunk in uploaded.chunks():
+            out.write(chunk)
+    os.replace(partial, final)
+    filename = os.path.basename(uploaded.name or "image")[:255]
+    return Attachment.objects.create(name=name, filename=filename, mime=mime)
+
+
+def path_of(name):
+    """The file of a stored name, or None for anything that isn't one of our names."""
+    if not NAME_RE.match(name):
+        return None
+    return os.path.join(settings.MEDIA_ROOT, name)
+
+
+def delete_attachment(attachment):
+    """Delete the row now and the file once the transaction commits."""
+    if attachment is None:
+        return
+    path = path_of(attachment.name)
+    attachment.delete()
+
+    def remove():
+        if path:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    transaction.on_commit(remove)

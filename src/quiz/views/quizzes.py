@@ -1,0 +1,185 @@
+"""Quizzes: list (HTML and JSON), a user's quizzes, show, create, edit, update, delete.
+
+Routes mirror the original Express app: ``GET /quizzes``, ``POST /quizzes``,
+``GET /quizzes/:id``, ``PUT /quizzes/:id``, ``DELETE /quizzes/:id`` (the last two
+as POST + ``_method`` from forms).
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.db import transaction
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from quiz import uploads
+from quiz.models import Quiz, User
+from quiz.queries import mark_favourites, quiz_json, search_quizzes, visible_tips
+from quiz.views.pages import remember_list_page
+from quiz.web import Page, login_required, page_number, require, route
+
+
+def quiz_collection(request, format=None):
+    if format not in (None, "html", "json"):
+        return HttpResponse(f"Format {format!r} not acceptable: use .html or .json\n", status=406, content_type="text/plain")
+    if format == "json":
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(status=405)
+        return index(request, as_json=True)
+    return route(request, GET=lambda: index(request), POST=lambda: create(request))
+
+
+def _list_page(request, author_id=None):
+    search = request.GET.get("search", "")
+    favourites = request.GET.get("searchfavourites") and request.user.is_authenticated
+    queryset = search_quizzes(search, request.user if favourites else None, author_id)
+    page = Page(queryset, page_number(request))
+    mark_favourites(request.user, page.items)
+    return page, search, bool(favourites)
+
+
+def index(request, as_json=False, author=None):
+    page, search, favourites = _list_page(request, author.id if author else None)
+    if as_json:
+        data = [quiz_json(quiz, favourite=quiz.favourite if request.user.is_authenticated else None) for quiz in page.items]
+        return JsonResponse(data, safe=False)
+    remember_list_page(request)
+    if author is None:
+        title = "Questions"
+    elif author.id == request.user.id:
+        title = "My Questions"
+    else:
+        title = f"Questions of {author.username}"
+    return render(request, "quiz/quizzes/index.html", {
+        "page": page, "quizzes": page.items, "search": search, "searchfavourites": favourites,
+        "title": title, "list_path": request.path,
+    })
+
+
+@login_required
+def user_quizzes(request, user_id):
+    author = get_object_or_404(User, pk=user_id)
+    return index(request, author=author)
+
+
+def _may_change(user, quiz):
+    return user.is_authenticated and (user.is_admin or quiz.author_id == user.id)
+
+
+def _form(request, quiz, template, status=200):
+    return render(request, template, {"quiz": quiz}, status=status)
+
+
+def _validate(request, quiz):
+    """Copy the form's fields onto ``quiz``; return the list of problems (empty: valid)."""
+    quiz.question = request.POST.get("question", "").strip()
+    quiz.answer = request.POST.get("answer", "").strip()
+    problems = []
+    if not quiz.question:
+        problems.append("The question can't be empty.")
+    if not quiz.answer:
+        problems.append("The answer can't be empty.")
+    if len(quiz.question) > 255 or len(quiz.answer) > 255:
+        problems.append("Questions and answers have at most 255 characters.")
+    return problems
+
+
+@login_required
+def new(request):
+    return _form(request, Quiz(), "quiz/quizzes/new.html")
+
+
+@login_required
+def create(request):
+    quiz = Quiz(author=request.user)
+    problems = _validate(request, quiz)
+    since = timezone.now() - timedelta(days=1)
+    if Quiz.objects.filter(author=request.user, created__gte=since).count() >= settings.QUIZ_MAX_QUIZZES_PER_DAY:
+        problems.append(f"You can create at most {settings.QUIZ_MAX_QUIZZES_PER_DAY} quizzes a day.")
+    image = request.FILES.get("image")
+    if not problems:
+        try:
+            with transaction.atomic():
+                if image:
+                    quiz.attachment = uploads.store_image(image)
+                quiz.save()
+        except uploads.UploadRejected as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            messages.error(request, problem)
+        return _form(request, quiz, "quiz/quizzes/new.html")
+    messages.success(request, "Quiz created successfully.")
+    return HttpResponseRedirect(f"/quizzes/{quiz.id}")
+
+
+def quiz_item(request, quiz_id, format=None):
+    if format not in (None, "html", "json"):
+        return HttpResponse("Format not acceptable: use .html or .json\n", status=406, content_type="text/plain")
+    quiz = get_object_or_404(Quiz.objects.select_related("author", "attachment"), pk=quiz_id)
+    if format == "json":
+        return JsonResponse(quiz_json(quiz))
+    return route(
+        request,
+        GET=lambda: show(request, quiz),
+        PUT=lambda: update(request, quiz),
+        DELETE=lambda: destroy(request, quiz),
+    )
+
+
+def show(request, quiz):
+    mark_favourites(request.user, [quiz])
+    return render(request, "quiz/quizzes/show.html", {
+        "quiz": quiz, "tips": visible_tips(quiz, request.user), "may_change": _may_change(request.user, quiz),
+    })
+
+
+@login_required
+def edit(request, quiz_id):
+    quiz = get_object_or_404(Quiz.objects.select_related("attachment"), pk=quiz_id)
+    require(_may_change(request.user, quiz))
+    return _form(request, quiz, "quiz/quizzes/edit.html")
+
+
+@login_required
+def update(request, quiz):
+    require(_may_change(request.user, quiz))
+    problems = _validate(request, quiz)
+    image = request.FILES.get("image")
+    keep = bool(request.POST.get("keepAttachment"))
+    if not problems:
+        try:
+            with transaction.atomic():
+                old = quiz.attachment
+                if image:
+                    quiz.attachment = uploads.store_image(image)
+                elif not keep:
+                    quiz.attachment = None
+                quiz.save()
+                if old is not None and quiz.attachment_id != old.id:
+                    uploads.delete_attachment(old)
+        except uploads.UploadRejected as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            messages.error(request, problem)
+        return _form(request, quiz, "quiz/quizzes/edit.html")
+    messages.success(request, "Quiz edited successfully.")
+    return HttpResponseRedirect(f"/quizzes/{quiz.id}")
+
+
+@login_required
+def destroy(request, quiz):
+    require(_may_change(request.user, quiz))
+    with transaction.atomic():
+        attachment = quiz.attachment
+        quiz.delete()  # tips and favourites go with it (ON DELETE CASCADE in Django)
+        uploads.delete_attachment(attachment)
+    messages.success(request, "Quiz deleted successfully.")
+    return HttpResponseRedirect("/goback")
+
+
+def not_found(request, exception=None):
+    raise Http404
