@@ -1,0 +1,67 @@
+"""The lab's state file: what the lab created, recorded before it is created.
+
+state.json lives in the lab's state directory and is replaced atomically
+(write, then rename), so a kill -9 at any moment leaves either the previous
+or the next version, never half of one. Each resource is appended to
+`created` before the command that creates it runs: after a crash `up` knows
+what may exist and finishes it, and `destroy` removes exactly those things,
+in reverse order, tolerating ones that never came to exist.
+
+Entries of `created`: {"kind": "netns", "name": ...}, {"kind": "init", "host": ...},
+{"kind": "forward"}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+VERSION = 1
+
+
+def new_state(lab: str, scenario: str, source: str) -> dict:
+    return {
+        "version": VERSION,
+        "lab": lab,
+        "scenario": scenario,
+        "source": source,
+        "created": [],
+        "network": None,      # "done" once bridges, links, addresses and routes exist
+        "forward": None,      # {"port", "client", "target", "pid", "start"} while wanted
+    }
+
+
+def add_created(state: dict, entry: dict) -> bool:
+    """Append an entry unless already there; True if the state changed."""
+    if entry in state["created"]:
+        return False
+    state["created"].append(entry)
+    return True
+
+
+def created(state: dict, kind: str) -> list[dict]:
+    return [e for e in state["created"] if e["kind"] == kind]
+
+
+def teardown_order(state: dict) -> list[dict]:
+    """Created entries in the order destroy removes them: processes first
+    (forward, then inits), then namespaces, each group in reverse order."""
+    entries = list(reversed(state["created"]))
+    rank = {"forward": 0, "init": 1, "netns": 2}
+    return sorted(entries, key=lambda e: rank.get(e["kind"], 3))
+
+
+def load(path: Path) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def save(path: Path, state: dict):
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=1)
+    os.replace(tmp, path)
