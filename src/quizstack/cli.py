@@ -5,10 +5,14 @@ below raises QuizstackError; here it becomes one line on stderr and exit 1.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 
-from quizstack.errors import QuizstackError
+from quizstack.errors import CommandError, QuizstackError
+
+DEFAULT_LAB = "pfinal"
 
 
 def _django(argv):
@@ -37,13 +41,180 @@ def cmd_app(args):
     return _django(["help"])
 
 
+# -- the lab -------------------------------------------------------------------
+
+
+def _progress(message):
+    print(f"  {message}", flush=True)
+
+
+def _lab_name(args, default=None):
+    return getattr(args, "lab", None) or os.environ.get("QUIZSTACK_LAB") or default or DEFAULT_LAB
+
+
+def _lab(args):
+    from quizstack.lab import Lab
+
+    return Lab(_lab_name(args))
+
+
+def lab_up(args):
+    """The lab part of `up`: create what is missing and start every host."""
+    from quizstack.lab import Lab
+    from quizstack.topology import load_scenario
+
+    topo = load_scenario(args.scenario)
+    lab = Lab(_lab_name(args, topo.name), topology=topo)
+    print(f"lab {lab.name}: up", flush=True)
+    lab.up(progress=_progress)
+    return lab
+
+
+def cmd_up(args):
+    lab_up(args)
+    # The deployment of the services comes here (quizstack.deploy).
+    return 0
+
+
+def cmd_stop(args):
+    lab = _lab(args)
+    print(f"lab {lab.name}: stop", flush=True)
+    lab.stop(progress=_progress)
+    return 0
+
+
+def cmd_start(args):
+    lab = _lab(args)
+    print(f"lab {lab.name}: start", flush=True)
+    lab.start(progress=_progress)
+    return 0
+
+
+def cmd_destroy(args):
+    lab = _lab(args)
+    print(f"lab {lab.name}: destroy", flush=True)
+    lab.destroy(progress=_progress)
+    return 0
+
+
+def cmd_status(args):
+    status = _lab(args).status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"lab {status['lab']}: scenario {status['scenario']} ({status['source']}), "
+          f"state in {status['state_dir']}")
+    rows = [("HOST", "RUNNING", "PID", "ROLES", "ADDRESSES")]
+    for h in status["hosts"]:
+        addresses = " ".join(f"{i['name']}={i['address']}" for i in h["interfaces"])
+        rows.append((h["name"], "yes" if h["running"] else "no", str(h["pid"] or "-"),
+                     ",".join(h["roles"]), addresses))
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+    fwd = status["forward"]
+    if fwd:
+        state = "running" if fwd["running"] else "stopped"
+        print(f"forward: {fwd['url']} -> {fwd['target']} as {fwd['client']} ({state})")
+    return 0
+
+
+def cmd_exec(args):
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise QuizstackError("exec: no command given (quizstack exec HOST -- CMD...)")
+    lab = _lab(args)
+    argv = lab.enter_argv(args.host) + command
+    env = lab.host_env({"TERM": os.environ.get("TERM", "dumb")})
+    return subprocess.run(argv, env=env).returncode
+
+
+def cmd_shell(args):
+    lab = _lab(args)
+    argv = lab.enter_argv(args.host) + ["bash", "-i"]
+    # Debian's bash prompt shows ($debian_chroot) and the host name (UTS):
+    # "(pfinal)root@s1:/#".
+    env = lab.host_env({"TERM": os.environ.get("TERM", "xterm"), "debian_chroot": lab.name})
+    return subprocess.run(argv, env=env).returncode
+
+
+def cmd_map(args):
+    from quizstack.topology import load_scenario
+    from quizstack.topology.graph import to_dot
+
+    if args.scenario:
+        topo = load_scenario(args.scenario)
+    else:
+        from quizstack.lab import Lab
+
+        lab = Lab(_lab_name(args))
+        topo = lab.topology if lab.exists else load_scenario(DEFAULT_LAB)
+    output = args.output or f"{topo.name}.svg"
+    fmt = args.format or (output.rsplit(".", 1)[-1] if "." in output else "svg")
+    if fmt not in ("svg", "png", "pdf", "dot"):
+        raise QuizstackError(f"map: unknown format {fmt!r} (svg, png, pdf, dot)")
+    text = to_dot(topo)
+    if fmt == "dot":
+        with open(output, "w") as f:
+            f.write(text)
+    else:
+        argv = ["dot", f"-T{fmt}", "-o", output]
+        try:
+            proc = subprocess.run(argv, input=text, capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            raise QuizstackError("map: graphviz's `dot` is not installed (apt-get install graphviz)") from None
+        if proc.returncode != 0:
+            raise CommandError("map", argv, proc.returncode, proc.stdout + proc.stderr)
+    print(f"map of {topo.name}: {output}")
+    return 0
+
+
+def cmd_open(args):
+    url = _lab(args).open_forward(port=args.port, client=args.client)
+    print(url)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="quizstack",
         description="Deploy the QUIZ service on a lab of namespaces or on real hosts, and prove it.",
     )
+    parser.add_argument("--lab", metavar="NAME",
+                        help=f"lab name (default: $QUIZSTACK_LAB, the scenario's name, or {DEFAULT_LAB})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    def lab_command(name, func, help):
+        p = sub.add_parser(name, help=help)
+        # Also accepted after the command; SUPPRESS keeps a global --lab.
+        p.add_argument("--lab", metavar="NAME", default=argparse.SUPPRESS, help="lab name")
+        p.set_defaults(func=func)
+        return p
+
+    up = lab_command("up", cmd_up, "create the lab if needed and start it")
+    up.add_argument("scenario", nargs="?", default=DEFAULT_LAB,
+                    help=f"bundled scenario name or .toml file (default {DEFAULT_LAB})")
+    lab_command("stop", cmd_stop, "power every host off, keeping its files")
+    lab_command("start", cmd_start, "power the hosts on again, with their files")
+    lab_command("destroy", cmd_destroy, "remove everything the lab created")
+    status = lab_command("status", cmd_status, "hosts, addresses, running or not")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    ex = lab_command("exec", cmd_exec, "run a command on a host: exec HOST -- CMD...")
+    ex.add_argument("host")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+    sh = lab_command("shell", cmd_shell, "an interactive shell on a host")
+    sh.add_argument("host")
+    mp = lab_command("map", cmd_map, "draw the topology (SVG by default) with graphviz")
+    mp.add_argument("scenario", nargs="?", help="scenario (default: the lab's, else pfinal)")
+    mp.add_argument("--output", "-o", help="output file (default <scenario>.svg)")
+    mp.add_argument("--format", choices=["svg", "png", "pdf", "dot"],
+                    help="default: from the output's extension")
+    op = lab_command("open", cmd_open, "the service on 127.0.0.1:PORT, entering the lab as a client")
+    op.add_argument("--port", type=int, default=8080)
+    op.add_argument("--client", help="client host to enter as (default: the first client)")
 
     app = sub.add_parser("app", help="run the QUIZ application itself (needs DATABASE_URL)")
     app_sub = app.add_subparsers(dest="app_command", metavar="ACTION")
