@@ -22,6 +22,7 @@ import ctypes
 import json
 import os
 import shutil
+import signal
 import sys
 import traceback
 
@@ -136,6 +137,7 @@ def become_init(host: dict):
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.closerange(3, 65536)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execve(SUPERVISORD, ["supervisord", "-n", "-c", SUPERVISORD_CONF], HOST_ENV)
     except BaseException:
         os.write(log, f"boot of {host['name']} failed:\n{traceback.format_exc()}".encode())
@@ -189,6 +191,8 @@ def set_sysctl(item: dict):
 
 
 def main():
+    # A Ctrl-C meant for the caller must not cut a boot in half.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     plan = json.load(sys.stdin)
     ok = True
     for item in plan.get("sysctls", []):

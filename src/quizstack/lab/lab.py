@@ -36,6 +36,7 @@ DEFAULT_STATE_ROOT = "/srv/quizstack"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 KILL_TIMEOUT = 10.0
+LOCK_TIMEOUT = 180.0
 
 _GET_STATE = (
     b"<?xml version='1.0'?><methodCall><methodName>supervisor.getState"
@@ -162,7 +163,16 @@ class Lab:
             raise LabError(f"no lab {self.name!r} (in {self.state_dir}); create it with `quizstack up`")
         fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LabError(f"lab {self.name} is busy: another quizstack command (or "
+                                       f"what it started) holds {self.state_dir / 'lock'}") from None
+                    time.sleep(0.05)
             self._lock_fd = fd
             yield
         finally:
@@ -294,6 +304,7 @@ class Lab:
             progress(f"hosts: all {len(topo.hosts)} running")
             return
         for host in todo:
+            self._kill_stray_init(host.name)
             self._write_boot_files(topo, host)
             statefile.add_created(st, {"kind": "init", "host": host.name})
         self._save(st)
@@ -322,6 +333,15 @@ class Lab:
         for host in todo:
             progress(f"host {host.name}: started (pid {booted[host.name]['pid']})")
         self._wait_ready({h.name: booted[h.name] for h in todo}, progress)
+
+    def _kill_stray_init(self, host: str):
+        """An init that a crash kept from being recorded would run twice: find
+        PID 1s of other PID namespaces inside this host's netns, and end them."""
+        inode = procs.netns_inode(plan.netns_path(plan.host_netns(self.name, host)))
+        strays = [r for r in procs.processes_in_netns({inode} if inode else set())
+                  if procs.is_namespace_init(r["pid"])]
+        if strays and procs.kill_all(strays, KILL_TIMEOUT):
+            raise LabError(f"lab {self.name}: host {host}: a stray init will not die")
 
     def _boot_log_tail(self, host: str) -> str:
         try:

@@ -73,6 +73,19 @@ def wait_gone(records: list[dict], deadline: float) -> list[dict]:
     return left
 
 
+def is_namespace_init(pid: int) -> bool:
+    """True if the process is PID 1 of a PID namespace below the machine's."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    ids = line.split()[1:]
+                    return len(ids) > 1 and ids[-1] == "1"
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return False
+
+
 def netns_inode(path: str) -> int | None:
     try:
         return os.stat(path).st_ino
