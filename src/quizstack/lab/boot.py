@@ -37,8 +37,10 @@ MS_NOEXEC = 0x8
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 
-# The copy-on-write trees of a host, over the machine's.
-TREES = ("etc", "var", "run", "tmp", "root", "home")
+# The copy-on-write trees of a host, over the machine's. /tmp comes last:
+# a state directory under /tmp (test suites use one) must still be reachable
+# by its real path when the other layers are mounted.
+TREES = ("etc", "var", "run", "root", "home", "tmp")
 SUPERVISORD = "/usr/bin/supervisord"
 SUPERVISORD_CONF = "/etc/supervisor/supervisord.conf"
 HOST_ENV = {
@@ -95,6 +97,11 @@ def write_json(path: str, data):
     os.replace(tmp, path)
 
 
+def inside_tmp(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == "/tmp" or real.startswith("/tmp/")
+
+
 def prepare_layers(hostdir: str):
     """Upper and work dirs for each tree; /run starts empty at every boot."""
     for tree in TREES:
@@ -124,6 +131,11 @@ def become_init(host: dict):
         for tree in TREES:
             upper = os.path.join(hostdir, "upper", tree)
             work = os.path.join(hostdir, "work", tree)
+            if tree == "tmp" and inside_tmp(hostdir):
+                # Layers may not overlap: with the state under /tmp, the host's
+                # /tmp is a fresh tmpfs of its own instead of an overlay.
+                mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+                continue
             mount("overlay", f"/{tree}", "overlay", 0,
                   f"lowerdir=/{tree},upperdir={upper},workdir={work}")
         mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
