@@ -222,7 +222,15 @@ class Lab:
         progress = progress or _nothing
         self._require_root()
         self._check_state_root()
-        topo = self.topology if self._topology is None else self._topology
+        if self._topology is None and not self.exists:
+            # Lab("pfinal").up(): the bundled scenario of that name, if any.
+            from quizstack.topology import bundled_scenarios, load_scenario
+
+            if self.name not in bundled_scenarios():
+                raise LabError(f"no lab {self.name!r} yet: give its scenario, "
+                               f"Lab({self.name!r}, topology=load_scenario(...))")
+            self._topology = load_scenario(self.name)
+        topo = self.topology
         try:
             text = Path(topo.source).read_text()
         except OSError as exc:
@@ -306,8 +314,8 @@ class Lab:
         if not todo:
             progress(f"hosts: all {len(topo.hosts)} running")
             return
+        self._kill_stray_inits([h.name for h in todo])
         for host in todo:
-            self._kill_stray_init(host.name)
             self._write_boot_files(topo, host)
             statefile.add_created(st, {"kind": "init", "host": host.name})
         self._save(st)
@@ -337,14 +345,14 @@ class Lab:
             progress(f"host {host.name}: started (pid {booted[host.name]['pid']})")
         self._wait_ready({h.name: booted[h.name] for h in todo}, progress)
 
-    def _kill_stray_init(self, host: str):
+    def _kill_stray_inits(self, hosts: list[str]):
         """An init that a crash kept from being recorded would run twice: find
-        PID 1s of other PID namespaces inside this host's netns, and end them."""
-        inode = procs.netns_inode(plan.netns_path(plan.host_netns(self.name, host)))
-        strays = [r for r in procs.processes_in_netns({inode} if inode else set())
+        PID 1s of other PID namespaces inside these hosts' netns, and end them."""
+        inodes = {procs.netns_inode(plan.netns_path(plan.host_netns(self.name, h))) for h in hosts}
+        strays = [r for r in procs.processes_in_netns({i for i in inodes if i})
                   if procs.is_namespace_init(r["pid"])]
         if strays and procs.kill_all(strays, KILL_TIMEOUT):
-            raise LabError(f"lab {self.name}: host {host}: a stray init will not die")
+            raise LabError(f"lab {self.name}: stray inits {[r['pid'] for r in strays]} will not die")
 
     def _boot_log_tail(self, host: str) -> str:
         try:
