@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 
 from quiz.models import ApiGame, Quiz, User
-from quiz.queries import mark_favourites, quiz_json, search_quizzes, user_json
+from quiz.queries import RowPage, mark_favourites, quiz_json, quiz_row, search_quizzes, user_json
 from quiz.views.favourites import set_favourite
 from quiz.views.play import random_quiz
 from quiz.web import Page, method_of, page_number
@@ -69,7 +69,7 @@ def _quiz_list(request, author_id=None):
     owner = request.token_owner
     favourites = bool(request.GET.get("searchfavourites"))
     search = request.GET.get("search", "")
-    page = Page(search_quizzes(search, owner if favourites else None, author_id), page_number(request))
+    page = RowPage(search_quizzes(search, owner if favourites else None, author_id), page_number(request))
     mark_favourites(owner, page.items)
     next_url = None
     if page.has_next:
@@ -77,7 +77,7 @@ def _quiz_list(request, author_id=None):
         params["pageno"] = str(page.next)
         next_url = f"{request.path}?{params.urlencode()}"
     return JsonResponse({
-        "quizzes": [quiz_json(quiz, favourite=quiz.favourite) for quiz in page.items],
+        "quizzes": [quiz_json(row, favourite=row["favourite"]) for row in page.items],
         "pageno": page.number,
         "nextUrl": next_url,
     })
@@ -96,9 +96,9 @@ def user_quizzes(request, user_id):
 
 @token_required("GET")
 def quiz(request, quiz_id):
-    item = get_object_or_404(Quiz.objects.select_related("author", "attachment"), pk=quiz_id)
-    mark_favourites(request.token_owner, [item])
-    return JsonResponse(quiz_json(item, favourite=item.favourite))
+    row = quiz_row(get_object_or_404(Quiz.objects.select_related("author", "attachment"), pk=quiz_id))
+    mark_favourites(request.token_owner, [row])
+    return JsonResponse(quiz_json(row, favourite=row["favourite"]))
 
 
 @token_required("PUT", "DELETE")
@@ -114,7 +114,7 @@ def random_one(request):
     item = random_quiz([])
     if item is None:
         return error("There are no quizzes.", 404)
-    return JsonResponse(quiz_json(item))
+    return JsonResponse(quiz_json(quiz_row(item)))
 
 
 @token_required("GET")
@@ -130,7 +130,7 @@ def random10wa(request):
     ids = list(Quiz.objects.values_list("id", flat=True))
     chosen = random.sample(ids, min(10, len(ids)))
     items = Quiz.objects.filter(id__in=chosen).select_related("author", "attachment")
-    return JsonResponse([quiz_json(item, with_answer=True) for item in items], safe=False)
+    return JsonResponse([quiz_json(quiz_row(item), answer=item.answer) for item in items], safe=False)
 
 
 def _game(owner):
@@ -144,7 +144,7 @@ def _next(game):
     game.save(update_fields=["current"])
     if item is None:
         return {"quiz": None, "score": len(game.answered), "nomore": True}
-    return {"quiz": quiz_json(item), "score": len(game.answered), "nomore": False}
+    return {"quiz": quiz_json(quiz_row(item)), "score": len(game.answered), "nomore": False}
 
 
 @token_required("GET")

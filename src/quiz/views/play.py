@@ -42,7 +42,7 @@ def random_quiz(exclude):
     count = queryset.count()
     if count == 0:
         return None
-    return queryset.select_related("attachment").order_by("id")[random.randrange(count)]
+    return queryset.select_related("attachment", "author").order_by("id")[random.randrange(count)]
 
 
 def randomplay(request):

@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from quiz import uploads
 from quiz.models import Quiz, User
-from quiz.queries import mark_favourites, quiz_json, search_quizzes, visible_tips
+from quiz.queries import RowPage, mark_favourites, quiz_json, quiz_row, search_quizzes, visible_tips
 from quiz.views.pages import remember_list_page
-from quiz.web import Page, login_required, page_number, require, route
+from quiz.web import login_required, page_number, require, route
 
 
 def quiz_collection(request, format=None):
@@ -35,7 +35,7 @@ def _list_page(request, author_id=None):
     search = request.GET.get("search", "")
     favourites = request.GET.get("searchfavourites") and request.user.is_authenticated
     queryset = search_quizzes(search, request.user if favourites else None, author_id)
-    page = Page(queryset, page_number(request))
+    page = RowPage(queryset, page_number(request))
     mark_favourites(request.user, page.items)
     return page, search, bool(favourites)
 
@@ -43,7 +43,8 @@ def _list_page(request, author_id=None):
 def index(request, as_json=False, author=None):
     page, search, favourites = _list_page(request, author.id if author else None)
     if as_json:
-        data = [quiz_json(quiz, favourite=quiz.favourite if request.user.is_authenticated else None) for quiz in page.items]
+        logged_in = request.user.is_authenticated
+        data = [quiz_json(row, favourite=row["favourite"] if logged_in else None) for row in page.items]
         return JsonResponse(data, safe=False)
     remember_list_page(request)
     if author is None:
@@ -54,7 +55,7 @@ def index(request, as_json=False, author=None):
         title = f"Questions of {author.username}"
     return render(request, "quiz/quizzes/index.html", {
         "page": page, "quizzes": page.items, "search": search, "searchfavourites": favourites,
-        "title": title, "list_path": request.path,
+        "title": title, "list_path": request.path, "logged_in": request.user.is_authenticated,
     })
 
 
@@ -120,7 +121,7 @@ def quiz_item(request, quiz_id, format=None):
         return HttpResponse("Format not acceptable: use .html or .json\n", status=406, content_type="text/plain")
     quiz = get_object_or_404(Quiz.objects.select_related("author", "attachment"), pk=quiz_id)
     if format == "json":
-        return JsonResponse(quiz_json(quiz))
+        return JsonResponse(quiz_json(quiz_row(quiz)))
     return route(
         request,
         GET=lambda: show(request, quiz),
@@ -130,7 +131,7 @@ def quiz_item(request, quiz_id, format=None):
 
 
 def show(request, quiz):
-    mark_favourites(request.user, [quiz])
+    quiz.favourite = mark_favourites(request.user, [{"id": quiz.id}])[0]["favourite"]
     return render(request, "quiz/quizzes/show.html", {
         "quiz": quiz, "tips": visible_tips(quiz, request.user), "may_change": _may_change(request.user, quiz),
     })
