@@ -34,7 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 
-python=python3
+# Debian's own interpreter, not one under /root: the app servers run from
+# this environment as www-data, who must be able to read it.
+python=/usr/bin/python3
+if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print(sys.base_prefix)')" != /usr ]; then
+    echo "setup.sh: recreating .venv with $python"
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi

@@ -18,7 +18,7 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, MaskString, QuoteString, StringCommand, operation
-from pyinfra.facts.files import File, Sha1File
+from pyinfra.facts.files import Directory, File, Sha1File
 
 from quizstack.deploy import render
 
@@ -40,6 +40,10 @@ class Succeeds(FactBase):
     def command(self, command):
         return f"if ( {command} ) >/dev/null 2>&1; then echo yes; else echo no; fi"
 
+    @staticmethod
+    def default():
+        return False
+
     def process(self, output):
         return bool(output) and output[-1].strip() == "yes"
 
@@ -50,8 +54,12 @@ class Lines(FactBase):
     def command(self, command):
         return f"( {command} ) 2>/dev/null || true"
 
+    @staticmethod
+    def default():
+        return []
+
     def process(self, output):
-        return [line for line in output]
+        return list(output)
 
 
 class SupervisorState(FactBase):
@@ -73,7 +81,8 @@ def sha1(text):
 
 
 def _mode_of(fact):
-    return None if not fact else str(fact.get("mode"))
+    """The permission bits, as pyinfra's octal-looking int (755); special bits ignored."""
+    return None if not fact else str(fact.get("mode"))[-3:]
 
 
 @operation()
@@ -104,8 +113,10 @@ def config_file(path, content, mode="644", user="root", group="root", check=None
 
 @operation()
 def directory(path, mode="755", user="root", group="root"):
-    current = host.get_fact(File, path=path)
-    if current is None or current is False:
+    current = host.get_fact(Directory, path=path)
+    if current is False:
+        raise ValueError(f"{path} exists and is not a directory")
+    if current is None:
         yield StringCommand("mkdir", "-p", QuoteString(path))
     elif current and _mode_of(current) == str(int(mode)) and current.get("user") == user \
             and current.get("group") == group:

@@ -10,7 +10,7 @@ mounts it, the database answers before the first migration).
 from dataclasses import dataclass, field
 from typing import Callable
 
-PROBE_DIR = "/usr/local/lib/quizstack"
+PROBE_DIR = "/var/lib/quizstack/probes"
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,13 @@ def _backend(plan):
 
 
 def add_config_ops(plan, context):
+    # The servers run as www-data from this environment: it must be readable by them.
+    if not host.get_fact(ops.Succeeds, command=(
+            f"runuser -u www-data -- {context.venv}/bin/python -c 'import django, quiz'")):
+        raise ValueError(
+            f"www-data cannot run QUIZ from {context.venv} (its Python or the repository is "
+            "not readable by other users, e.g. under /root); run setup.sh from a clone "
+            "outside /root")
     env = ops.config_file(ENV_FILE, render.env_file(render.app_environment(plan, context.secrets)),
                           mode="600", name="environment file")
     conf = ops.config_file(GUNICORN_CONF, render.gunicorn_conf(plan, _backend(plan)), mode="644",
