@@ -158,6 +158,11 @@ def test_the_machine_gets_no_lab_address_route_or_link(lab, before):
     assert of_lab(now, lab.name, "-")["netns"] == set(plan.all_netns(lab.name, lab.topology))
 
 
+def test_hosts_speak_ipv4_only(lab):
+    out = lab.run("c1", ["ip", "-o", "-6", "addr"]).stdout
+    assert [l.split()[3] for l in out.splitlines()] == ["::1/128"]
+
+
 def test_forwarding_where_the_scenario_says(lab):
     for host in lab.topology.hosts.values():
         value = lab.run(host.name, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()

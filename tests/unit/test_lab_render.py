@@ -82,8 +82,10 @@ def test_bridge_batch(topo):
 def test_host_batch_for_the_firewall(topo):
     assert plan.host_batch(topo.hosts["fw"]) == (
         "link set lo up\n"
+        "link set eth0 addrgenmode none\n"
         "link set eth0 up\n"
         "address add 10.2.1.1/24 dev eth0\n"
+        "link set eth1 addrgenmode none\n"
         "link set eth1 up\n"
         "address add 10.2.2.1/24 dev eth1\n"
         "route add 10.2.3.0/24 via 10.2.2.2\n"

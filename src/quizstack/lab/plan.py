@@ -68,6 +68,7 @@ def bridge_batch(lab: str, topo: Topology) -> str:
     for net in topo.networks:
         br = bridge_name(net)
         lines.append(f"link add {br} type bridge forward_delay 0 stp_state 0")
+        lines.append(f"link set {br} addrgenmode none")
         lines.append(f"link set {br} up")
     for host in topo.hosts.values():
         for index, iface in enumerate(host.interfaces):
@@ -76,6 +77,7 @@ def bridge_batch(lab: str, topo: Topology) -> str:
                 f"link add {veth} type veth peer name {iface.name} "
                 f"netns {host_netns(lab, host.name)}"
             )
+            lines.append(f"link set {veth} addrgenmode none")
             lines.append(f"link set {veth} master {bridge_name(iface.network)} up")
     return "\n".join(lines) + "\n"
 
@@ -84,6 +86,9 @@ def host_batch(host: Host) -> str:
     """Commands for `ip -n qs-<lab>-<host> -batch -`: links up, addresses, routes."""
     lines = ["link set lo up"]
     for iface in host.interfaces:
+        # IPv4 only, like the scenario: no IPv6 link-local address, so no
+        # IPv6 path between hosts that the scenario (and firewall) ignore.
+        lines.append(f"link set {iface.name} addrgenmode none")
         lines.append(f"link set {iface.name} up")
         lines.append(f"address add {iface.cidr} dev {iface.name}")
     for route in host.routes:
