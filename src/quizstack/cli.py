@@ -58,22 +58,43 @@ def _lab(args):
     return Lab(_lab_name(args))
 
 
-def lab_up(args):
-    """The lab part of `up`: create what is missing and start every host."""
+def _print_checks(results, as_json=False):
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    width = max(len(f"{r.group}: {r.name}") for r in results)
+    for r in results:
+        label = f"{r.group}: {r.name}"
+        print(f"  {'PASS' if r.ok else 'FAIL'}  {label.ljust(width)}  {r.detail}")
+    passed = sum(r.ok for r in results)
+    print(f"check: {passed} passed, {len(results) - passed} failed")
+
+
+def cmd_up(args):
+    from quizstack import stack
     from quizstack.lab import Lab
     from quizstack.topology import load_scenario
 
     topo = load_scenario(args.scenario)
     lab = Lab(_lab_name(args, topo.name), topology=topo)
     print(f"lab {lab.name}: up", flush=True)
-    lab.up(progress=_progress)
-    return lab
+    result = stack.up(lab, port=args.port, progress=_progress, run_checks=not args.no_check)
+    changed = result.deployed.changed
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    print(f"deploy: {len(changed)} change(s)" if changed else "deploy: no change", f"({seconds})")
+    if result.checks:
+        _print_checks(result.checks)
+    print(f"QUIZ is served at {result.url} (through the firewall, as a client on LAN1)")
+    return 0 if all(r.ok for r in result.checks) else 1
 
 
-def cmd_up(args):
-    lab_up(args)
-    # The deployment of the services comes here (quizstack.deploy).
-    return 0
+def cmd_check(args):
+    from quizstack import stack
+
+    lab = _lab(args)
+    results = stack.check_lab(lab, ports=args.ports)
+    _print_checks(results, as_json=args.json)
+    return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_stop(args):
@@ -194,9 +215,14 @@ def build_parser():
         p.set_defaults(func=func)
         return p
 
-    up = lab_command("up", cmd_up, "create the lab if needed and start it")
+    up = lab_command("up", cmd_up, "create the lab if needed, deploy everything, check it")
     up.add_argument("scenario", nargs="?", default=DEFAULT_LAB,
                     help=f"bundled scenario name or .toml file (default {DEFAULT_LAB})")
+    up.add_argument("--port", type=int, default=8080, help="loopback port of the service (8080)")
+    up.add_argument("--no-check", action="store_true", help="skip the checks at the end")
+    ck = lab_command("check", cmd_check, "verify every requirement from the clients' side")
+    ck.add_argument("--json", action="store_true", help="machine-readable output")
+    ck.add_argument("--ports", default="1-65535", help="TCP ports the scans cover (all)")
     lab_command("stop", cmd_stop, "power every host off, keeping its files")
     lab_command("start", cmd_start, "power the hosts on again, with their files")
     lab_command("destroy", cmd_destroy, "remove everything the lab created")

@@ -11,6 +11,7 @@ result says which operations changed something, so a second deployment can
 say "no change".
 """
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -79,6 +80,9 @@ def _run_phase(phase, plan, context, targets):
     from pyinfra.api.operations import run_ops
     from pyinfra.context import ctx_host, ctx_state
 
+    # pyinfra would log each host's command output itself; failures reach the
+    # caller as one DeployError instead (the command line is the one place that prints).
+    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
     started = time.monotonic()
     names = [(targets[h], {"scenario_host": h}) for h in phase.hosts]
     inventory = Inventory((names, {}))

@@ -17,7 +17,7 @@ import io
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, MaskString, QuoteString, StringCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, HiddenValue, QuoteString, StringCommand, operation
 from pyinfra.facts.files import Directory, File, Sha1File
 
 from quizstack.deploy import render
@@ -187,6 +187,6 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
 @operation()
 def sql(statement, database="postgres", masked=False):
     """Run one SQL statement as the postgres superuser, over the local socket."""
-    text = MaskString(shlex.quote(statement)) if masked else QuoteString(statement)
+    text = QuoteString(HiddenValue(statement) if masked else statement)
     yield StringCommand("runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v",
                         "ON_ERROR_STOP=1", "-d", database, "-c", text)

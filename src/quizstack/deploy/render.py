@@ -165,7 +165,9 @@ def supervisor_program(name, command, *, user=None, directory=None, oneshot=Fals
     if oneshot:
         lines += ["autorestart=false", "startsecs=0", "exitcodes=0"]
     else:
-        lines += ["autorestart=true", "startsecs=1"]
+        # Generous retries: after a host starts, a program may come up before what it
+        # needs (the mount before the storage nodes answer); it simply tries again.
+        lines += ["autorestart=true", "startsecs=1", "startretries=30"]
     if user:
         lines.append(f"user={user}")
     if directory:
