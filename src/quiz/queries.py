@@ -1,59 +1,72 @@
 """The quiz queries the HTML pages and the JSON API share.
 
-Listing must cost a fixed number of SQL queries whatever the page holds:
-authors and attachments come in the same query (``select_related``), and the
-current user's favourites among the page's quizzes in one more.
+Listing costs one SQL query whatever the page holds (``QuizList``); the JSON
+outputs are built from chosen fields only (``quiz_json``, ``user_json``), so
+no password hash or token can slip into them.
 """
 
 import math
 import re
 
 from django.conf import settings
-from django.db.models import Count, F, Q, Window
+from django.db import connection
+from django.db.models import Q
 
-from quiz.models import Favourite, Quiz, Tip
+from quiz.models import Attachment, Favourite, Quiz, Tip, User
 
-# The columns a list row needs, as plain values: no model instances, no dates to
-# parse, and the template reads dict keys (the cheapest lookup it has).
-ROW_FIELDS = {
-    "author_name": F("author__username"),
-    "author_is_admin": F("author__is_admin"),
-    "attachment_name": F("attachment__name"),
-    "attachment_filename": F("attachment__filename"),
-    "attachment_mime": F("attachment__mime"),
-}
-
-
-def search_quizzes(search="", favourites_of=None, author_id=None):
-    """Quizzes matching ``search`` (its words, in order, anywhere, any case), newest last."""
-    queryset = Quiz.objects.order_by("id")
-    words = (search or "").split()
-    if words:
-        queryset = queryset.filter(question__iregex=".*".join(re.escape(word) for word in words))
-    if favourites_of is not None:
-        queryset = queryset.filter(fans__user=favourites_of)
-    if author_id is not None:
-        queryset = queryset.filter(author_id=author_id)
-    return queryset
+LIST_SQL = """
+SELECT q.id, q.question, q.author_id, q.attachment_id, COUNT(*) OVER () AS total,
+       u.username AS author_name, u.is_admin AS author_is_admin,
+       a.name AS attachment_name, a.filename AS attachment_filename, a.mime AS attachment_mime,
+       {starred} AS favourite
+FROM {quiz} q
+LEFT JOIN {user} u ON u.id = q.author_id
+LEFT JOIN {attachment} a ON a.id = q.attachment_id
+WHERE {where}
+ORDER BY q.id
+LIMIT %s OFFSET %s
+"""
+COUNT_SQL = "SELECT COUNT(*) FROM {quiz} q WHERE {where}"
+STARRED = "EXISTS (SELECT 1 FROM {favourite} f WHERE f.quiz_id = q.id AND f.user_id = %s)"
+TABLES = {"quiz": Quiz._meta.db_table, "user": User._meta.db_table, "attachment": Attachment._meta.db_table,
+          "favourite": Favourite._meta.db_table}
 
 
-class RowPage:
-    """One page of quiz rows (dicts) and what the pager needs.
+class QuizList:
+    """One page of the quiz list, as plain rows (dicts), from one SQL query.
 
-    The rows and the total come from one query (``COUNT(*) OVER ()``); only a
-    page number past the end costs a count and a second fetch of the last page.
+    The list is the busiest page of the site, so its query is written in SQL
+    rather than compiled by the ORM on every request (which cost more CPU than
+    the rest of the page, see docs/performance.md): authors, pictures, the
+    viewer's stars and the total for the pager all come with the rows
+    (``COUNT(*) OVER ()``). Only a page number past the end costs a count and
+    a second fetch of the last page. Filters: ``search`` (its words, in order,
+    anywhere, any case), ``favourites_of`` (a user id), ``author_id``;
+    ``viewer_id`` says whose stars to show.
     """
 
-    def __init__(self, queryset, pageno, size=None):
+    def __init__(self, pageno, search="", favourites_of=None, author_id=None, viewer_id=None, size=None):
         size = size or settings.QUIZ_PAGE_SIZE
-        rows = _fetch(queryset, pageno, size)
+        where, params = ["TRUE"], []
+        words = (search or "").split()
+        if words:
+            where.append("q.question ~* %s")
+            params.append(".*".join(re.escape(word) for word in words))
+        if favourites_of is not None:
+            where.append(STARRED.format(**TABLES))
+            params.append(favourites_of)
+        if author_id is not None:
+            where.append("q.author_id = %s")
+            params.append(author_id)
+        self._where, self._params, self._viewer_id = " AND ".join(where), params, viewer_id
+        rows = self._fetch(pageno, size)
         if rows:
             count = rows[0]["total"]
         else:
-            count = queryset.count() if pageno > 1 else 0
+            count = self._count() if pageno > 1 else 0
             if count:
                 pageno = math.ceil(count / size)
-                rows = _fetch(queryset, pageno, size)
+                rows = self._fetch(pageno, size)
         self.items = rows
         self.count = count
         self.pages = max(1, math.ceil(count / size))
@@ -63,12 +76,21 @@ class RowPage:
         self.previous = self.number - 1
         self.next = self.number + 1
 
+    def _fetch(self, pageno, size):
+        if self._viewer_id is None:
+            starred, params = "FALSE", []
+        else:
+            starred, params = STARRED.format(**TABLES), [self._viewer_id]
+        sql = LIST_SQL.format(starred=starred, where=self._where, **TABLES)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params + self._params + [size, (pageno - 1) * size])
+            names = [column.name for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
-def _fetch(queryset, pageno, size):
-    start = (pageno - 1) * size
-    rows = queryset.annotate(total=Window(Count("id"))).values("id", "question", "author_id", "attachment_id",
-                                                                "total", **ROW_FIELDS)
-    return list(rows[start:start + size])
+    def _count(self):
+        with connection.cursor() as cursor:
+            cursor.execute(COUNT_SQL.format(where=self._where, **TABLES), self._params)
+            return cursor.fetchone()[0]
 
 
 def quiz_row(quiz):

@@ -177,7 +177,7 @@ def test_list_queries_do_not_grow_with_the_page_logged_in(client, monkeypatch):
     monkeypatch.setattr(time, "time", lambda: now)  # same second: no last-seen rewrite between requests
     login_as(client, "pepe")
     small = _list_queries(client, 2)
-    assert small == _list_queries(client, 10) == 4  # session, user, page with total, favourites
+    assert small == _list_queries(client, 10) == 3  # session, user, page (with total and stars)
 
 
 def test_template_loader_is_cached_when_debug_is_off(settings):

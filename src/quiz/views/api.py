@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 
 from quiz.models import ApiGame, Quiz, User
-from quiz.queries import RowPage, mark_favourites, quiz_json, quiz_row, search_quizzes, user_json
+from quiz.queries import QuizList, mark_favourites, quiz_json, quiz_row, user_json
 from quiz.views.favourites import set_favourite
 from quiz.views.play import random_quiz
 from quiz.web import Page, method_of, page_number
@@ -69,8 +69,7 @@ def _quiz_list(request, author_id=None):
     owner = request.token_owner
     favourites = bool(request.GET.get("searchfavourites"))
     search = request.GET.get("search", "")
-    page = RowPage(search_quizzes(search, owner if favourites else None, author_id), page_number(request))
-    mark_favourites(owner, page.items)
+    page = QuizList(page_number(request), search, owner.id if favourites else None, author_id, viewer_id=owner.id)
     next_url = None
     if page.has_next:
         params = request.GET.copy()

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from quiz import uploads
 from quiz.models import Quiz, User
-from quiz.queries import RowPage, mark_favourites, quiz_json, quiz_row, search_quizzes, visible_tips
+from quiz.queries import QuizList, mark_favourites, quiz_json, quiz_row, visible_tips
 from quiz.views.pages import remember_list_page
 from quiz.web import login_required, page_number, require, route
 
@@ -34,9 +34,8 @@ def quiz_collection(request, format=None):
 def _list_page(request, author_id=None):
     search = request.GET.get("search", "")
     favourites = request.GET.get("searchfavourites") and request.user.is_authenticated
-    queryset = search_quizzes(search, request.user if favourites else None, author_id)
-    page = RowPage(queryset, page_number(request))
-    mark_favourites(request.user, page.items)
+    viewer = request.user.id if request.user.is_authenticated else None
+    page = QuizList(page_number(request), search, viewer if favourites else None, author_id, viewer_id=viewer)
     return page, search, bool(favourites)
 
 
