@@ -77,6 +77,23 @@ def supervisor_ready(pid: int, timeout: float = 0.5) -> bool:
         sock.close()
 
 
+def wake_supervisor(pid: int):
+    """Make supervisord act on a signal now rather than at its next 1 s tick.
+
+    Python retries the poll() a signal interrupts, so supervisord would only
+    see its shutdown request when the poll times out; a connection to its
+    control socket ends the poll at once.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(0.2)
+    try:
+        sock.connect(f"/proc/{pid}/root{render.SUPERVISOR_SOCKET}")
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
 class Lab:
     """A named lab; its state lives in <state_root>/<name>.
 
@@ -401,6 +418,8 @@ class Lab:
             # PID 1 its exit takes down whatever is left in the host.
             for rec in running.values():
                 procs.signal_record(rec, signal.SIGTERM)
+            for rec in running.values():
+                wake_supervisor(rec["pid"])
             left = procs.wait_gone(list(running.values()), time.monotonic() + STOP_TIMEOUT)
             if left:
                 progress(f"hosts: {len(left)} did not stop in {STOP_TIMEOUT:.0f} s, killing them")
