@@ -10,7 +10,6 @@ import re
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 
 from quiz.models import Attachment, Favourite, Quiz, Tip, User
 
@@ -82,15 +81,59 @@ class QuizList:
         else:
             starred, params = STARRED.format(**TABLES), [self._viewer_id]
         sql = LIST_SQL.format(starred=starred, where=self._where, **TABLES)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params + self._params + [size, (pageno - 1) * size])
-            names = [column.name for column in cursor.description]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return _dicts(sql, params + self._params + [size, (pageno - 1) * size])
 
     def _count(self):
         with connection.cursor() as cursor:
             cursor.execute(COUNT_SQL.format(where=self._where, **TABLES), self._params)
             return cursor.fetchone()[0]
+
+
+QUIZ_SQL = """
+SELECT q.id, q.question, q.answer, q.author_id, q.attachment_id,
+       u.username AS author_name, u.is_admin AS author_is_admin,
+       a.name AS attachment_name, a.filename AS attachment_filename, a.mime AS attachment_mime,
+       {starred} AS favourite
+FROM {quiz} q
+LEFT JOIN {user} u ON u.id = q.author_id
+LEFT JOIN {attachment} a ON a.id = q.attachment_id
+WHERE q.id = %s
+"""
+TIPS_SQL = """
+SELECT t.id, t.text, t.accepted, t.author_id, u.username AS author_name
+FROM {tip} t LEFT JOIN {user} u ON u.id = t.author_id
+WHERE t.quiz_id = %s AND {visible}
+ORDER BY t.id
+"""
+
+
+def _dicts(sql, params):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column.name for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def quiz_page_row(quiz_id, viewer_id=None):
+    """One quiz as a row for its pages (show, play): author, picture and the viewer's star; None if missing.
+
+    Hand-written for the same reason as QuizList: these pages are hit as
+    often as the list, and the ORM's compilation cost more than the page.
+    """
+    starred, params = ("FALSE", []) if viewer_id is None else (STARRED.format(**TABLES), [viewer_id])
+    rows = _dicts(QUIZ_SQL.format(starred=starred, **TABLES), params + [quiz_id])
+    return rows[0] if rows else None
+
+
+def tip_rows(quiz_row, user):
+    """Accepted tips for everybody; unaccepted ones for the quiz author, their own author and admins."""
+    if not user.is_authenticated:
+        visible, params = "t.accepted", []
+    elif user.is_admin or quiz_row["author_id"] == user.id:
+        visible, params = "TRUE", []
+    else:
+        visible, params = "(t.accepted OR t.author_id = %s)", [user.id]
+    return _dicts(TIPS_SQL.format(visible=visible, tip=Tip._meta.db_table, **TABLES), [quiz_row["id"]] + params)
 
 
 def quiz_row(quiz):
@@ -119,16 +162,6 @@ def mark_favourites(user, rows):
     for row in rows:
         row["favourite"] = row["id"] in ids
     return rows
-
-
-def visible_tips(quiz, user):
-    """Accepted tips for everybody; unaccepted ones for the quiz author, their own author and admins."""
-    tips = Tip.objects.filter(quiz=quiz).select_related("author").order_by("id")
-    if not user.is_authenticated:
-        return tips.filter(accepted=True)
-    if user.is_admin or quiz.author_id == user.id:
-        return tips
-    return tips.filter(Q(accepted=True) | Q(author=user))
 
 
 def quiz_json(row, favourite=None, answer=None):

@@ -9,18 +9,21 @@ right never gets a session.
 
 import random
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
 from quiz.models import Quiz
-from quiz.queries import visible_tips
+from quiz.queries import quiz_page_row, quiz_row, tip_rows
 
 GAME_KEY = "randomplay"
 
 
 def play(request, quiz_id):
-    quiz = get_object_or_404(Quiz.objects.select_related("attachment", "author"), pk=quiz_id)
+    quiz = quiz_page_row(quiz_id)
+    if quiz is None:
+        raise Http404
     return render(request, "quiz/quizzes/play.html", {
-        "quiz": quiz, "answer": request.GET.get("answer", ""), "tips": visible_tips(quiz, request.user),
+        "quiz": quiz, "answer": request.GET.get("answer", ""), "tips": tip_rows(quiz, request.user),
     })
 
 
@@ -52,7 +55,7 @@ def randomplay(request):
         if GAME_KEY in request.session:
             del request.session[GAME_KEY]  # the game restarts
         return render(request, "quiz/random/nomore.html", {"score": len(answered)})
-    return render(request, "quiz/random/play.html", {"quiz": quiz, "score": len(answered)})
+    return render(request, "quiz/random/play.html", {"quiz": quiz_row(quiz), "score": len(answered)})
 
 
 def randomcheck(request, quiz_id):

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from quiz import uploads
 from quiz.models import Quiz, User
-from quiz.queries import QuizList, mark_favourites, quiz_json, quiz_row, visible_tips
+from quiz.queries import QuizList, quiz_json, quiz_page_row, quiz_row, tip_rows
 from quiz.views.pages import remember_list_page
 from quiz.web import login_required, page_number, require, route
 
@@ -118,21 +118,25 @@ def create(request):
 def quiz_item(request, quiz_id, format=None):
     if format not in (None, "html", "json"):
         return HttpResponse("Format not acceptable: use .html or .json\n", status=406, content_type="text/plain")
-    quiz = get_object_or_404(Quiz.objects.select_related("author", "attachment"), pk=quiz_id)
     if format == "json":
-        return JsonResponse(quiz_json(quiz_row(quiz)))
+        return JsonResponse(quiz_json(quiz_row(get_object_or_404(Quiz.objects.select_related("author", "attachment"),
+                                                                 pk=quiz_id))))
     return route(
         request,
-        GET=lambda: show(request, quiz),
-        PUT=lambda: update(request, quiz),
-        DELETE=lambda: destroy(request, quiz),
+        GET=lambda: show(request, quiz_id),
+        PUT=lambda: update(request, get_object_or_404(Quiz.objects.select_related("attachment"), pk=quiz_id)),
+        DELETE=lambda: destroy(request, get_object_or_404(Quiz.objects.select_related("attachment"), pk=quiz_id)),
     )
 
 
-def show(request, quiz):
-    quiz.favourite = mark_favourites(request.user, [{"id": quiz.id}])[0]["favourite"]
+def show(request, quiz_id):
+    viewer = request.user.id if request.user.is_authenticated else None
+    quiz = quiz_page_row(quiz_id, viewer)
+    if quiz is None:
+        raise Http404
+    may_change = viewer is not None and (request.user.is_admin or quiz["author_id"] == viewer)
     return render(request, "quiz/quizzes/show.html", {
-        "quiz": quiz, "tips": visible_tips(quiz, request.user), "may_change": _may_change(request.user, quiz),
+        "quiz": quiz, "tips": tip_rows(quiz, request.user), "may_change": may_change, "logged_in": viewer is not None,
     })
 
 
