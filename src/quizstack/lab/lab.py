@@ -222,10 +222,16 @@ class Lab:
             argv = ["ip", "-n", netns, "-batch", "-"]
             p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, pass_fds=fds)
-            running.append((netns, argv, p, text))
+            # A batch is a few hundred bytes: it fits the pipe, so every ip
+            # gets its whole input now and they all run at once.
+            p.stdin.write(text)
+            p.stdin.close()
+            running.append((netns, argv, p))
         errors = []
-        for netns, argv, p, text in running:
-            out, _ = p.communicate(text, timeout=60)
+        for netns, argv, p in running:
+            out = p.stdout.read()
+            p.stdout.close()
+            p.wait(timeout=60)
             if p.returncode != 0:
                 errors.append(CommandError(f"lab {self.name}: netns {netns}", argv, p.returncode, out))
         if errors:
