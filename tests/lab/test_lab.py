@@ -158,6 +158,14 @@ def test_the_machine_gets_no_lab_address_route_or_link(lab, before):
     assert of_lab(now, lab.name, "-")["netns"] == set(plan.all_netns(lab.name, lab.topology))
 
 
+def test_bridged_frames_skip_netfilter(lab):
+    netns = plan.netns_path(plan.lab_netns(lab.name))
+    path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    out = subprocess.run(["nsenter", f"--net={netns}", "sh", "-c", f"cat {path} 2>/dev/null || echo absent"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out in ("0", "absent")
+
+
 def test_hosts_speak_ipv4_only(lab):
     out = lab.run("c1", ["ip", "-o", "-6", "addr"]).stdout
     assert [l.split()[3] for l in out.splitlines()] == ["::1/128"]
