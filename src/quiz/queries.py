@@ -47,7 +47,7 @@ class QuizList:
     def __init__(self, pageno, search="", favourites_of=None, author_id=None, viewer_id=None, size=None):
         size = size or settings.QUIZ_PAGE_SIZE
         where, params = ["TRUE"], []
-        words = (search or "").split()
+        words = (search or "").replace("\x00", "").split()
         if words:
             where.append("q.question ~* %s")
             params.append(".*".join(re.escape(word) for word in words))

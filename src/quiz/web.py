@@ -66,16 +66,28 @@ def require(condition):
 
 def safe_redirect(request, target, fallback):
     """Redirect to ``target`` only if it is a path on this site (no open redirect)."""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts=None) and target.startswith("/"):
+    if (target and target.startswith("/") and target.isprintable()
+            and url_has_allowed_host_and_scheme(target, allowed_hosts=None)):
         return HttpResponseRedirect(target)
     return HttpResponseRedirect(fallback)
 
 
+MAX_PAGE = 10**9  # beyond this an OFFSET would overflow PostgreSQL's bigint
+
+
 def page_number(request):
     try:
-        return max(1, int(request.GET.get("pageno", "1")))
+        return min(MAX_PAGE, max(1, int(request.GET.get("pageno", "1"))))
     except ValueError:
         return 1
+
+
+NUL_PROBLEM = "Null characters are not allowed."
+
+
+def has_nul(*values):
+    """PostgreSQL text can't hold NUL characters: such input is refused with a message, not a 500."""
+    return any("\x00" in value for value in values)
 
 
 class Page:

@@ -18,7 +18,7 @@ from quiz import uploads
 from quiz.models import Quiz, User
 from quiz.queries import QuizList, quiz_json, quiz_page_row, quiz_row, tip_rows
 from quiz.views.pages import remember_list_page
-from quiz.web import login_required, page_number, require, route
+from quiz.web import NUL_PROBLEM, has_nul, login_required, page_number, require, route
 
 
 def quiz_collection(request, format=None):
@@ -83,6 +83,8 @@ def _validate(request, quiz):
         problems.append("The answer can't be empty.")
     if len(quiz.question) > 255 or len(quiz.answer) > 255:
         problems.append("Questions and answers have at most 255 characters.")
+    if has_nul(quiz.question, quiz.answer):
+        problems.append(NUL_PROBLEM)
     return problems
 
 

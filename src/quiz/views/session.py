@@ -7,7 +7,7 @@ from django.contrib.auth import authenticate, login, logout
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 
-from quiz.web import route, safe_redirect
+from quiz.web import has_nul, route, safe_redirect
 
 
 def session(request):
@@ -28,7 +28,8 @@ def create(request):
     login_name = request.POST.get("login", "").strip()
     password = request.POST.get("password", "")
     redir = request.POST.get("redir", "/")
-    user = authenticate(request, username=login_name, password=password) if login_name and password else None
+    usable = login_name and password and not has_nul(login_name)
+    user = authenticate(request, username=login_name, password=password) if usable else None
     if user is None:
         messages.error(request, "Authentication has failed. Retry it again.")
         return login_form(request, login_name, redir)

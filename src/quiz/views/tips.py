@@ -13,7 +13,7 @@ from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, render
 
 from quiz.models import Quiz, Tip
-from quiz.web import login_required, method_of, require, route, safe_redirect
+from quiz.web import NUL_PROBLEM, has_nul, login_required, method_of, require, route, safe_redirect
 
 
 def _may_moderate(user, quiz):
@@ -29,6 +29,8 @@ def create(request, quiz_id):
     text = request.POST.get("text", "").strip()
     if not text:
         messages.error(request, "The tip can't be empty.")
+    elif has_nul(text):
+        messages.error(request, NUL_PROBLEM)
     elif len(text) > 1000:
         messages.error(request, "Tips have at most 1000 characters.")
     elif Tip.objects.filter(quiz=quiz).count() >= settings.QUIZ_MAX_TIPS_PER_QUIZ:
@@ -80,7 +82,7 @@ def edit(request, quiz_id, tip_id):
 def update(request, quiz, tip):
     require(tip.author_id == request.user.id)
     text = request.POST.get("text", "").strip()
-    if not text or len(text) > 1000:
+    if not text or len(text) > 1000 or has_nul(text):
         messages.error(request, "The tip must have between 1 and 1000 characters.")
         return render(request, "quiz/tips/edit.html", {"quiz": quiz, "tip": tip})
     tip.text = text
