@@ -65,12 +65,14 @@ def test_storage_and_database_rows(service):
 
 
 def test_second_up_changes_nothing_and_is_fast(service):
-    lab, first, first_seconds = service
+    lab, first, _ = service
     started = time.monotonic()
-    again = stack.deploy_lab(lab)
+    again = stack.up(lab, port=first.url.rsplit(":", 1)[1].strip("/"), run_checks=False)
     seconds = time.monotonic() - started
-    assert again.changed == []
-    assert seconds < first.seconds["deploy"] / 2
+    assert again.deployed.changed == []
+    assert all(not phase.changed for phase in again.deployed.phases)
+    # A fraction of the first (both without the checks); a ratio, the machine is noisy.
+    assert seconds < 0.75 * (first.seconds["lab"] + first.seconds["deploy"])
 
 
 def test_secrets_are_private_to_the_state(service):

@@ -109,7 +109,8 @@ def test_the_volume_is_mounted_with_every_storage_node_as_volfile_server(plan):
     command = render.glusterfs_client_command(plan)
     for address in ("10.2.4.21", "10.2.4.22", "10.2.4.23"):
         assert f"--volfile-server={address}" in command
-    assert command.endswith("--volfile-id=nas /var/lib/quiz/nas")
+    assert command.endswith("--volfile-id=nas /var/lib/quiz/nas'")
+    assert "umount -l /var/lib/quiz/nas" in command
     assert render.fstab_line(plan) == (
         "10.2.4.21:/nas /var/lib/quiz/nas glusterfs "
         "defaults,_netdev,backup-volfile-servers=10.2.4.22:10.2.4.23 0 0\n")

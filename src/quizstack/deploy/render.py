@@ -197,10 +197,15 @@ def glusterfs_client_command(plan):
     """The FUSE client in the foreground, with every storage node as a volfile server.
 
     Naming all of them is what backup-volfile-servers does: if the first node
-    is down at mount time, the client asks the next.
+    is down at mount time, the client asks the next. A client that died leaves
+    a dead mount behind ("transport endpoint is not connected"); it is lazily
+    unmounted first, so a restart of the program always mounts afresh.
     """
     servers = " ".join(f"--volfile-server={address}" for _, address in plan.storage_hosts)
-    return f"/usr/sbin/glusterfs -N {servers} --volfile-id={plan.volume} {plan.mount}"
+    mount = plan.mount
+    return ("/bin/sh -c '"
+            f"umount -l {mount} 2>/dev/null; mkdir -p {mount} && "
+            f"exec /usr/sbin/glusterfs -N {servers} --volfile-id={plan.volume} {mount}'")
 
 
 def fstab_line(plan):

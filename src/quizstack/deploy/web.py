@@ -51,11 +51,11 @@ def mounted(mount_point):
 
 
 def add_mount_ops(plan, context):
-    ops.directory(plan.mount, name="mount point")
     if host.get_fact(ops.InitSystem) == "supervisord":
         ops.service("nas-mount", render.glusterfs_client_command(plan), priority=200,
                     name="volume mount (supervised glusterfs client)")
     else:
+        ops.directory(plan.mount, name="mount point")
         fstab_entry(render.fstab_line(plan), plan.mount, name="fstab entry")
         mounted(plan.mount, name="mount")
     ops.wait_until(f"mountpoint -q {plan.mount}", f"{plan.volume} mounted on {plan.mount}",
