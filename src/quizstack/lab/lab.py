@@ -98,7 +98,10 @@ class Lab:
     """A named lab; its state lives in <state_root>/<name>.
 
     Lab(name, topology=topo) for `up`; other operations reload the topology
-    from the copy of the scenario saved in the state directory.
+    from the copy of the scenario saved in the state directory. The state
+    root is, in order: the state_root argument, $QUIZSTACK_STATE_ROOT when the
+    Lab is made, /srv/quizstack. (The class attribute is the default as seen
+    at import; each instance's state_root is what it uses.)
     """
 
     state_root = Path(os.environ.get("QUIZSTACK_STATE_ROOT") or DEFAULT_STATE_ROOT)
