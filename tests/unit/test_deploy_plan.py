@@ -121,3 +121,20 @@ def test_supervisor_program_oneshot_and_daemon():
     assert "[program:quiz]" in daemon and "autorestart=true" in daemon and "user=www-data" in daemon
     oneshot = render.supervisor_program("nftables", "nft -f /etc/nftables.conf", oneshot=True)
     assert "autorestart=false" in oneshot and "startsecs=0" in oneshot
+
+
+def test_independent_phases_run_side_by_side_and_the_firewall_last(plan):
+    from quizstack.deploy import ROLES, schedule
+    from quizstack.deploy.roles import Context
+
+    phases = [p for role in ROLES for p in role.phases(plan, Context({}, "/venv"))]
+    stages = [[p.key for p in stage] for stage in schedule(phases)]
+    assert stages[0] == ["database: postgresql", "storage: glusterd", "web: configure"]
+    position = {key: i for i, stage in enumerate(stages) for key in stage}
+    assert position["storage: volume"] < position["web: mount"] < position["web: gunicorn"]
+    assert position["database: postgresql"] < position["web: migrate"] < position["web: gunicorn"]
+    assert position["web: gunicorn"] < position["loadbalancer: haproxy"]
+    assert stages[-1] == ["firewall: nftables"]
+    for stage in schedule(phases):
+        hosts = [h for p in stage for h in p.hosts]
+        assert len(hosts) == len(set(hosts))

@@ -59,20 +59,43 @@ def deploy(topology, targets, secrets, venv, progress=None):
     if missing:
         raise DeployError(f"no way to reach host(s) {', '.join(missing)}")
     context = Context(secrets=secrets, venv=venv)
+    phases = [phase for role in ROLES for phase in role.phases(plan, context)]
     result = DeployResult()
-    for role in ROLES:
-        for phase in role.phases(plan, context):
-            if progress:
+    for stage in schedule(phases):
+        if progress:
+            for phase in stage:
                 progress(f"{phase.role}: {phase.name} on {', '.join(phase.hosts)}")
-            result.phases.append(_run_phase(phase, plan, context, targets))
-            if progress:
-                done = result.phases[-1]
-                what = f"{len(done.changed)} change(s)" if done.changed else "no change"
-                progress(f"{phase.role}: {phase.name}: {what} ({done.seconds:.1f} s)")
+        done = _run_stage(stage, plan, context, targets)
+        result.phases.extend(done)
+        if progress:
+            for phase in done:
+                what = f"{len(phase.changed)} change(s)" if phase.changed else "no change"
+                progress(f"{phase.role}: {phase.name}: {what} ({phase.seconds:.1f} s)")
     return result
 
 
-def _run_phase(phase, plan, context, targets):
+def schedule(phases):
+    """Group phases into stages: each after what it needs, hosts disjoint within a stage.
+
+    Phases of independent roles (the database and the storage daemons, say)
+    thus run side by side, while a phase never starts before those it needs.
+    """
+    stage_of, stages = {}, []
+    for phase in phases:
+        unknown = [n for n in phase.needs if n not in stage_of]
+        if unknown:
+            raise DeployError(f"phase {phase.key} needs {', '.join(unknown)}, which comes later")
+        index = max((stage_of[n] + 1 for n in phase.needs), default=0)
+        while index < len(stages) and any(set(phase.hosts) & set(p.hosts) for p in stages[index]):
+            index += 1
+        if index == len(stages):
+            stages.append([])
+        stages[index].append(phase)
+        stage_of[phase.key] = index
+    return stages
+
+
+def _run_stage(stage, plan, context, targets):
     # pyinfra is imported here: the pure parts (plan, render) stay importable without it.
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all
@@ -84,10 +107,11 @@ def _run_phase(phase, plan, context, targets):
     # caller as one DeployError instead (the command line is the one place that prints).
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
     started = time.monotonic()
-    names = [(targets[h], {"scenario_host": h}) for h in phase.hosts]
+    phase_of = {h: phase for phase in stage for h in phase.hosts}
+    names = [(targets[h], {"scenario_host": h}) for h in phase_of]
     inventory = Inventory((names, {}))
     state = State(inventory=inventory, config=Config(), check_for_changes=False)
-    where = f"{phase.role}: {phase.name}"
+    where = " + ".join(phase.key for phase in stage)
     try:
         connect_all(state)
     except PyinfraError as exc:
@@ -97,35 +121,39 @@ def _run_phase(phase, plan, context, targets):
 
     metas = {}
     for host in inventory:
+        phase = phase_of[host.data.get("scenario_host")]
         with ctx_state.use(state), ctx_host.use(host):
-            before = set(state.ops.get(host, {}))
             try:
                 phase.add_ops(plan, context)
             except (ValueError, PyinfraError) as exc:
-                raise DeployError(f"{where} on {host.data.get('scenario_host')}: {exc}")
-            metas[host] = [h for h in state.ops.get(host, {}) if h not in before]
+                raise DeployError(f"{phase.key} on {host.data.get('scenario_host')}: {exc}")
+            metas[host] = list(state.ops.get(host, {}))
 
     try:
         run_ops(state)
     except PyinfraError:
         pass  # the failed operation is found and reported below
-    result = PhaseResult(phase.role, phase.name, phase.hosts, seconds=time.monotonic() - started)
+    seconds = time.monotonic() - started
+    results = {phase.key: PhaseResult(phase.role, phase.name, phase.hosts, seconds=seconds)
+               for phase in stage}
     for host in inventory:
         scenario_host = host.data.get("scenario_host")
+        phase = phase_of[scenario_host]
         for op_hash in metas[host]:
-            op_meta = state.get_op_meta(op_hash)
-            op = state.ops[host][op_hash].operation_meta
-            label = ", ".join(sorted(op_meta.names))
+            data = state.ops[host][op_hash]
+            op = data.operation_meta
+            label = data.global_arguments.get("name") or ", ".join(
+                sorted(state.get_op_meta(op_hash).names))
             if not op.is_complete():
-                raise DeployError(f"{where} on {scenario_host}: did not run `{label}` "
+                raise DeployError(f"{phase.key} on {scenario_host}: did not run `{label}` "
                                   "(an earlier operation failed)")
             if op.did_error():
                 output = (op.stderr_lines or op.stdout_lines)[-3:]
                 detail = (": " + " | ".join(line.strip() for line in output)) if output else ""
-                raise DeployError(f"{where} on {scenario_host}: `{label}` failed{detail}")
+                raise DeployError(f"{phase.key} on {scenario_host}: `{label}` failed{detail}")
             if op.did_change():
-                result.changed.append((scenario_host, label))
-    return result
+                results[phase.key].changed.append((scenario_host, label))
+    return [results[phase.key] for phase in stage]
 
 
 def _host_names(hosts):

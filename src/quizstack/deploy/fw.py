@@ -13,7 +13,9 @@ CONFIG = "/etc/nftables.conf"
 
 
 def phases(plan, context):
-    return [Phase("firewall", "nftables", (plan.fw_host,), add_ops)]
+    # Last: the service stays closed to clients until it is complete.
+    return [Phase("firewall", "nftables", (plan.fw_host,), add_ops,
+                  needs=("loadbalancer: haproxy",))]
 
 
 def add_ops(plan, context):

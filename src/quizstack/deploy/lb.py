@@ -12,7 +12,7 @@ CONFIG = "/etc/haproxy/haproxy.cfg"
 
 
 def phases(plan, context):
-    return [Phase("loadbalancer", "haproxy", (plan.lb_host,), add_ops)]
+    return [Phase("loadbalancer", "haproxy", (plan.lb_host,), add_ops, needs=("web: gunicorn",))]
 
 
 def add_ops(plan, context):

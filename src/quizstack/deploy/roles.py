@@ -1,10 +1,10 @@
 """The shape shared by every role: phases of operations on a set of hosts.
 
-A role is a list of phases. A phase names the hosts it runs on and a function
+A role is a list of phases. A phase names the hosts it runs on, a function
 that, called once per host with pyinfra's context set, adds that host's
-operations. Phases run one after the other, so a phase may rely on everything
-the phases before it did on any host (the volume exists before a server
-mounts it, the database answers before the first migration).
+operations, and the phases it needs done first (the volume exists before a
+server mounts it; the database answers before the first migration). Phases
+that need nothing of each other run side by side.
 """
 
 from dataclasses import dataclass, field
@@ -19,6 +19,11 @@ class Phase:
     name: str
     hosts: tuple
     add_ops: Callable       # add_ops(plan, context) with pyinfra's host context set
+    needs: tuple = ()       # keys ("role: name") of the phases that must be done first
+
+    @property
+    def key(self):
+        return f"{self.role}: {self.name}"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def phases(plan, context):
     names = tuple(name for name, _ in plan.storage_hosts)
     return [
         Phase("storage", "glusterd", names, add_daemon_ops),
-        Phase("storage", f"volume {plan.volume}", names[:1], add_volume_ops),
+        Phase("storage", "volume", names[:1], add_volume_ops, needs=("storage: glusterd",)),
     ]
 
 

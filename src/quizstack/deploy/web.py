@@ -21,10 +21,12 @@ GUNICORN_CONF = "/etc/quiz/gunicorn.conf.py"
 
 def phases(plan, context):
     return [
-        Phase("web", "mount the volume", plan.web_hosts, add_mount_ops),
         Phase("web", "configure", plan.web_hosts, add_config_ops),
-        Phase("web", "migrate and seed", plan.web_hosts[:1], add_migrate_ops),
-        Phase("web", "gunicorn", plan.web_hosts, add_server_ops),
+        Phase("web", "mount", plan.web_hosts, add_mount_ops, needs=("storage: volume",)),
+        Phase("web", "migrate", plan.web_hosts[:1], add_migrate_ops,
+              needs=("database: postgresql", "web: configure")),
+        Phase("web", "gunicorn", plan.web_hosts, add_server_ops,
+              needs=("web: configure", "web: mount", "web: migrate")),
     ]
 
 
