@@ -84,6 +84,26 @@ def test_secrets_are_private_to_the_state(service):
     assert password not in hba and "trust" not in hba
 
 
+def test_a_server_that_dies_costs_no_failed_request(service):
+    lab, _, _ = service
+    plan = build_plan(lab.topology)
+    base = f"http://{plan.lb_address}:{plan.port}"
+    # s2 goes away; HAProxy's health checks need a moment or two to notice.
+    lab.run("s2", ["supervisorctl", "stop", "quiz"])
+    try:
+        seen = json.loads(lab.run("c1", [sys.executable, "-m", "quizstack.check.client",
+                                         "balance", base, "30"]).stdout)
+    finally:
+        lab.run("s2", ["supervisorctl", "start", "quiz"])
+    assert seen["statuses"] == {"200": 30}
+    assert "s2" not in seen["servers"]
+    # And the service heals: the next deployment finds s2 healthy and UP again.
+    assert stack.deploy_lab(lab).changed == []
+    again = json.loads(lab.run("c1", [sys.executable, "-m", "quizstack.check.client",
+                                      "balance", base, "30"]).stdout)
+    assert again["servers"] == {"s1": 10, "s2": 10, "s3": 10}
+
+
 def test_a_quiz_and_its_image_survive_stop_and_start(service):
     lab, _, _ = service
     plan = build_plan(lab.topology)
