@@ -119,8 +119,11 @@ def cmd_destroy(args):
 
 
 def cmd_status(args):
-    status = _lab(args).status()
+    lab = _lab(args)
+    status = lab.status()
     if args.json:
+        if any(h["running"] for h in status["hosts"]):
+            status["services"] = stack_status(lab)
         print(json.dumps(status, indent=2))
         return 0
     print(f"lab {status['lab']}: scenario {status['scenario']} ({status['source']}), "
@@ -137,7 +140,32 @@ def cmd_status(args):
     if fwd:
         state = "running" if fwd["running"] else "stopped"
         print(f"forward: {fwd['url']} -> {fwd['target']} as {fwd['client']} ({state})")
+    if any(h["running"] for h in status["hosts"]):
+        _print_services(stack_status(lab))
     return 0
+
+
+def stack_status(lab):
+    from quizstack import stack
+
+    return stack.service_status(lab)
+
+
+def _print_services(services):
+    print("services:")
+    for host, programs in services["programs"].items():
+        if programs:
+            shown = ", ".join(f"{name} {state}" for name, state in programs.items())
+            print(f"  {host}: {shown}")
+    if services["backends"]:
+        shown = ", ".join(f"{name} {state}" for name, state in services["backends"].items())
+        print(f"backends: {shown}")
+    if services["volume"]:
+        v = services["volume"]
+        print(f"volume {v['name']}: {v['online']}/{v['bricks']} bricks online")
+    if services["database"]:
+        d = services["database"]
+        print(f"database {d['address']}: {'ready' if d['ready'] else 'not answering'}")
 
 
 def cmd_exec(args):

@@ -57,3 +57,58 @@ def up(lab, port=8080, progress=None, run_checks=True, ports="1-65535"):
         result.checks = check_lab(lab, ports=ports)
         result.seconds["check"] = time.monotonic() - started
     return result
+
+
+def service_status(lab):
+    """What runs where, as the operator wants to see it: plain data for `status`.
+
+    Read-only: programs under each running host's init, HAProxy's view of the
+    backends, the volume's bricks, and whether the database answers.
+    """
+    from quizstack.check import parse_haproxy_stat
+
+    plan = build_plan(lab.topology)
+    running = {h["name"] for h in lab.status()["hosts"] if h["running"]}
+    programs = {}
+    for host in lab.topology.hosts:
+        if host not in running:
+            continue
+        done = lab.run(host, ["supervisorctl", "status"], check=False, timeout=10)
+        programs[host] = {line.split()[0]: line.split()[1]
+                          for line in done.stdout.splitlines() if len(line.split()) > 1}
+    backends = {}
+    if plan.lb_host in running:
+        done = lab.run(plan.lb_host, ["python3", "-c", _HAPROXY_STAT], check=False, timeout=10)
+        backends = parse_haproxy_stat(done.stdout, "quiz_servers")
+    volume = None
+    first_nas = plan.storage_hosts[0][0]
+    if first_nas in running:
+        done = lab.run(first_nas, ["gluster", "--mode=script", "volume", "status", plan.volume,
+                                   "detail"], check=False, timeout=20)
+        online = [line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
+                  if line.startswith("Online")]
+        volume = {"name": plan.volume, "bricks": len(online),
+                  "online": sum(state == "Y" for state in online)}
+    database = None
+    if plan.database_host in running:
+        done = lab.run(plan.database_host, ["pg_isready", "-h", str(plan.database_address),
+                                            "-p", str(plan.database_port)], check=False, timeout=10)
+        database = {"address": f"{plan.database_address}:{plan.database_port}",
+                    "ready": done.returncode == 0}
+    return {"programs": programs, "backends": backends, "volume": volume, "database": database}
+
+
+# Reads HAProxy's stats socket on the load balancer (Debian's python3 only).
+_HAPROXY_STAT = (
+    "import socket\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.settimeout(2)\n"
+    "s.connect('/run/haproxy/admin.sock')\n"
+    "s.sendall(b'show stat\\n')\n"
+    "data = b''\n"
+    "while True:\n"
+    "    chunk = s.recv(65536)\n"
+    "    if not chunk: break\n"
+    "    data += chunk\n"
+    "print(data.decode())\n"
+)

@@ -1,6 +1,6 @@
 """Parsers of captured command output and the SCRAM verifier, pure."""
 
-from quizstack.check import parse_nmap_grepable, protected_addresses
+from quizstack.check import parse_haproxy_stat, parse_nmap_grepable, protected_addresses
 from quizstack.deploy.plan import build_plan
 from quizstack.deploy.secrets import load_or_create, scram_verifier, verifier_matches
 from quizstack.deploy.storage import pool_members, volume_info
@@ -75,3 +75,16 @@ def test_secrets_are_generated_once_with_mode_0600(tmp_path):
     assert first == second and len(first["database_password"]) >= 24
     mode = (tmp_path / "secrets" / "secrets.json").stat().st_mode & 0o777
     assert mode == 0o600
+
+
+STAT = """# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight
+quiz,FRONTEND,,,0,1,4096,12,0,0,0,0,0,,,,,OPEN,
+quiz_servers,s1,0,0,0,1,,4,0,0,,0,,0,0,0,0,UP,1
+quiz_servers,s2,0,0,0,1,,4,0,0,,0,,0,0,0,0,DOWN,1
+quiz_servers,BACKEND,0,0,0,1,410,8,0,0,0,0,,0,0,0,0,UP,2
+"""
+
+
+def test_haproxy_stat_parser_lists_servers_of_one_backend():
+    assert parse_haproxy_stat(STAT, "quiz_servers") == {"s1": "UP", "s2": "DOWN"}
+    assert parse_haproxy_stat(STAT, "other") == {}

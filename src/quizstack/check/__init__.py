@@ -49,6 +49,16 @@ def parse_nmap_grepable(text):
     return hosts
 
 
+def parse_haproxy_stat(text, backend):
+    """HAProxy's `show stat` CSV → {server: status} for one backend's servers."""
+    servers = {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) > 17 and fields[0] == backend and fields[1] not in ("FRONTEND", "BACKEND"):
+            servers[fields[1]] = fields[17]
+    return servers
+
+
 def protected_addresses(plan):
     """Every lab address the firewall must protect: all but the clients' own."""
     return [str(a) for host, addresses in plan.lab_addresses.items()
