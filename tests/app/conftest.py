@@ -1,9 +1,9 @@
 """Test harness of the QUIZ app: a real PostgreSQL server, seeded, and user-like helpers.
 
-Django is configured here, and only for tests/app: the settings module and the
-environment it reads are set when this file is imported (pytest imports it
-while collecting tests/app, before any test runs), so tests/unit and tests/lab
-never see Django. The database URL starts as a placeholder; the session
+Django is configured here, and only for tests/app: the environment the settings
+read is set while this file is imported (pytest imports it while collecting
+tests/app, before any test runs), Django is set up, and the environment is put
+back, so tests/unit, tests/lab and their subprocesses never see ours. The database URL starts as a placeholder; the session
 fixture ``quiz_postgres`` starts a temporary server (quiz.testing) and points
 Django at it before pytest-django creates the test database.
 """
@@ -13,16 +13,28 @@ import tempfile
 
 import pytest
 
-os.environ["DJANGO_SETTINGS_MODULE"] = "quiz.settings"
-os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-not-a-secret")
-os.environ["DATABASE_URL"] = "postgresql://postgres@127.0.0.1:1/quiz"  # replaced by quiz_postgres
-os.environ["QUIZ_MEDIA_ROOT"] = tempfile.mkdtemp(prefix="quiz-media-")
-# Logging in is part of most tests; a fast hasher keeps the suite quick (tests only).
-os.environ["QUIZ_PASSWORD_HASHERS"] = "django.contrib.auth.hashers.MD5PasswordHasher"
+TEST_ENVIRONMENT = {
+    "DJANGO_SETTINGS_MODULE": "quiz.settings",
+    "DJANGO_SECRET_KEY": "tests-only-not-a-secret",
+    "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/quiz",  # host and port replaced by quiz_postgres
+    "QUIZ_MEDIA_ROOT": tempfile.mkdtemp(prefix="quiz-media-"),  # each test gets its own, see quiz_media
+    # Logging in is part of most tests; a fast hasher keeps the suite quick (tests only).
+    "QUIZ_PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
+}
+_saved = {key: os.environ.get(key) for key in TEST_ENVIRONMENT}
+os.environ.update(TEST_ENVIRONMENT)
 
 import django  # noqa: E402
 
 django.setup()  # pytest-django only sets Django up itself when the settings are known at startup
+
+# Settings are read; give the process its environment back, so tests elsewhere in
+# the same run (tests/lab, other e2e tests) and their subprocesses never inherit ours.
+for _key, _value in _saved.items():
+    if _value is None:
+        os.environ.pop(_key, None)
+    else:
+        os.environ[_key] = _value
 
 from quiz.testing import PostgresUnavailable, TemporaryPostgres  # noqa: E402
 
