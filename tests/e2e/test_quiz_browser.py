@@ -1,7 +1,8 @@
 """A person uses QUIZ in a real browser: headless Chromium against gunicorn and PostgreSQL.
 
 pepe logs in, writes a question with a picture, sees the picture, plays the
-question (a right and a wrong answer), then plays the random game to its end.
+question (a right and a wrong answer), stars it, then plays the random game
+to its end.
 """
 
 import os
@@ -81,6 +82,15 @@ def test_pepe_writes_a_quiz_with_a_picture_and_plays(quiz_server, quiz_page):
     assert "The answer Cusco is wrong" in page.text_content("#result")
     page.click("text=Try again")
     assert page.input_value("#answer") == "Cusco"
+
+    # Star the new quiz from the list: the script toggles it without reloading the page.
+    page.goto(quiz_server + "/quizzes")
+    star = page.locator("button.star").last
+    assert star.text_content() == "\u2606"
+    star.click()
+    page.wait_for_selector("button.star.on")
+    page.goto(quiz_server + "/quizzes?searchfavourites=1")
+    assert page.locator("td.q a").all_text_contents() == ["Capital of Peru"]
 
     # Random play until the end page.
     page.goto(quiz_server + "/quizzes/randomplay")

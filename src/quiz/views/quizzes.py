@@ -185,7 +185,3 @@ def destroy(request, quiz):
         uploads.delete_attachment(attachment)
     messages.success(request, "Quiz deleted successfully.")
     return HttpResponseRedirect("/goback")
-
-
-def not_found(request, exception=None):
-    raise Http404
