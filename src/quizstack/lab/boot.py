@@ -90,11 +90,17 @@ def start_time(pid: int, proc_fd=None):
     return None if fields[0] == b"Z" else int(fields[19])
 
 
-def write_json(path: str, data):
+def write_json(path: str, data, dir_fd=None):
+    """Write JSON atomically; with `dir_fd`, `path` is a name in that directory.
+
+    A directory descriptor keeps pointing at the machine's directory even after
+    the init, which shares the writer's mount namespace, mounts over /tmp.
+    """
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=dir_fd)
+    with os.fdopen(fd, "w") as f:
         json.dump(data, f)
-    os.replace(tmp, path)
+    os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 def inside_tmp(path: str) -> bool:
@@ -164,25 +170,31 @@ def launch(host: dict):
     except FileNotFoundError:
         pass
     prepare_layers(host["dir"])
+    # Opened before the namespaces change: the record lands in the machine's
+    # host directory even if the init mounts over its path (a state root in /tmp).
+    host_dir_fd = os.open(host["dir"], os.O_RDONLY | os.O_DIRECTORY)
     pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            setns(host["netns"], CLONE_NEWNET)
-            unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)
-            # The init shares this mount namespace and mounts its own /proc over
-            # /proc at once: keep a handle on the machine's /proc to read its record.
-            proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
-            init = os.fork()
-            if init == 0:
-                os.close(proc_fd)
-                become_init(host)
-            write_json(record_path, {"pid": init, "start": start_time(init, proc_fd)})
-            os._exit(0)
-        except BaseException:
-            sys.stderr.write(f"host {host['name']}: {traceback.format_exc()}")
-            os._exit(1)
-    return pid
+    if pid != 0:
+        os.close(host_dir_fd)
+        return pid
+    try:
+        os.setsid()
+        setns(host["netns"], CLONE_NEWNET)
+        unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID)
+        # The init shares this mount namespace and mounts its own /proc over
+        # /proc at once: keep a handle on the machine's /proc to read its record.
+        proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+        init = os.fork()
+        if init == 0:
+            os.close(proc_fd)
+            os.close(host_dir_fd)
+            become_init(host)
+        write_json("init.json", {"pid": init, "start": start_time(init, proc_fd)},
+                   dir_fd=host_dir_fd)
+        os._exit(0)
+    except BaseException:
+        sys.stderr.write(f"host {host['name']}: {traceback.format_exc()}")
+        os._exit(1)
 
 
 def set_sysctl(item: dict):
