@@ -130,7 +130,7 @@ def build_plan(topology):
         backends.append(Backend(web.name, backend_address, data_address))
     storage_hosts = tuple((nas.name, _shared(topology, webs[0], nas)[2]) for nas in nases)
 
-    _, fw_inside_address, lb_front = _shared(topology, fw, lb)
+    _, _, lb_front = _shared(topology, fw, lb)
     outside = []
     client_nets = {i.network for c in clients for i in c.interfaces}
     for i in fw.interfaces:
@@ -162,7 +162,7 @@ def build_plan(topology):
         backends=tuple(backends),
         lb_host=lb.name,
         lb_address=lb_front,
-        lb_backend_address=backends and _shared(topology, lb, webs[0])[1],
+        lb_backend_address=_shared(topology, lb, webs[0])[1],
         fw_host=fw.name,
         fw_outside=tuple(outside),
         fw_inside=inside,
