@@ -108,6 +108,14 @@ def cmd_start(args):
     lab = _lab(args)
     print(f"lab {lab.name}: start", flush=True)
     lab.start(progress=_progress)
+    from quizstack import stack
+
+    if stack.is_deployed(lab):
+        # The hosts' inits bring the services back by themselves; a deployment
+        # run waits until they are all ready (and finds nothing to change).
+        result = stack.deploy_lab(lab, progress=_progress)
+        changed = result.changed
+        print(f"services ready ({len(changed)} change(s))" if changed else "services ready")
     return 0
 
 

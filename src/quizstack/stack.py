@@ -26,6 +26,11 @@ def secrets_of(lab):
     return load_or_create(lab.state_dir / "secrets")
 
 
+def is_deployed(lab):
+    """Whether `up` has deployed the service on this lab (its secrets exist)."""
+    return (lab.state_dir / "secrets" / "secrets.json").exists()
+
+
 def deploy_lab(lab, progress=None):
     """Configure every host of a running lab; returns what changed."""
     return deploy.deploy(lab.topology, deploy.lab_targets(lab.name, lab.topology),

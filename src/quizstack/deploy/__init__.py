@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from quizstack.deploy import db, fw, lb, storage, web
+from quizstack.deploy import db, fw, lb, ops, storage, web
 from quizstack.deploy.plan import build_plan
 from quizstack.deploy.roles import Context
 from quizstack.errors import DeployError
@@ -151,7 +151,7 @@ def _run_stage(stage, plan, context, targets):
                 output = (op.stderr_lines or op.stdout_lines)[-3:]
                 detail = (": " + " | ".join(line.strip() for line in output)) if output else ""
                 raise DeployError(f"{phase.key} on {scenario_host}: `{label}` failed{detail}")
-            if op.did_change():
+            if op.did_change() and not ops.is_wait(label):
                 results[phase.key].changed.append((scenario_host, label))
     return [results[phase.key] for phase in stage]
 

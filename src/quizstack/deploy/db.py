@@ -74,6 +74,6 @@ def add_ops(plan, context):
                 stopsignal="INT", priority=100, name="postgresql service")
     ops.wait_until(f"pg_isready -q -h {plan.database_address} -p {plan.database_port}",
                    f"PostgreSQL on {plan.database_address}:{plan.database_port}",
-                   name="postgresql ready")
+                   name="wait: postgresql ready")
     role(plan.database_user, context.secrets["database_password"], name=f"role {plan.database_user}")
     database(plan.database_name, plan.database_user, name=f"database {plan.database_name}")

@@ -24,4 +24,4 @@ def add_ops(plan, context):
     ops.service("nftables", f"/usr/sbin/nft -f {CONFIG}", unit="nftables", oneshot=True,
                 restart=(conf,), priority=50, name="nftables ruleset")
     ops.wait_until("nft list table inet quizstack", "the quizstack ruleset loaded",
-                   name="ruleset loaded")
+                   name="wait: ruleset loaded")

@@ -17,10 +17,11 @@ def phases(plan, context):
 
 def add_ops(plan, context):
     up = install_probe("backends_up")
-    ops.directory("/run/haproxy", name="stats socket directory")
     cfg = ops.config_file(CONFIG, render.haproxy_cfg(plan),
                           check=["haproxy", "-c", "-q", "-f", "{}"], name="haproxy.cfg")
-    ops.service("haproxy", f"/usr/sbin/haproxy -W -db -f {CONFIG}", unit="haproxy",
+    # /run starts empty at boot: the stats socket's directory is made at each start.
+    ops.service("haproxy", "/bin/sh -c 'mkdir -p /run/haproxy && "
+                f"exec /usr/sbin/haproxy -W -db -f {CONFIG}'", unit="haproxy",
                 restart=(cfg,), priority=300, name="haproxy service")
     ops.wait_until(f"{up} /run/haproxy/admin.sock quiz_servers {len(plan.backends)}",
-                   f"all {len(plan.backends)} servers UP in HAProxy", name="backends up")
+                   f"all {len(plan.backends)} servers UP in HAProxy", name="wait: backends up")

@@ -125,9 +125,20 @@ def directory(path, mode="755", user="root", group="root"):
     yield StringCommand("chmod", mode, QuoteString(path))
 
 
+WAIT = "wait: "
+
+
+def is_wait(label):
+    """Waiting for readiness changes nothing, even when it had to poll."""
+    return label.startswith(WAIT)
+
+
 @operation()
 def wait_until(command, what, timeout=60, interval=0.2):
-    """Poll `command` until it succeeds; on timeout fail saying what was awaited."""
+    """Poll `command` until it succeeds; on timeout fail saying what was awaited.
+
+    Give it a name starting with WAIT ("wait: ..."), so it never counts as a change.
+    """
     if host.get_fact(Succeeds, command=command):
         return
     tries = max(1, int(timeout / interval))

@@ -28,7 +28,7 @@ def add_daemon_ops(plan, context):
     ops.directory(plan.brick.rsplit("/", 1)[0], name="brick parent directory")
     ops.service("glusterd", "/usr/sbin/glusterd -N", unit="glusterd", priority=100,
                 name="glusterd service")
-    ops.wait_until(f"{GLUSTER} pool list", "glusterd to answer", name="glusterd ready")
+    ops.wait_until(f"{GLUSTER} pool list", "glusterd to answer", name="wait: glusterd ready")
 
 
 def pool_members(lines):
@@ -90,9 +90,9 @@ def add_volume_ops(plan, context):
     count = len(others)
     ops.wait_until(
         f"[ $({GLUSTER} pool list | grep -c -w Connected) -ge {count + 1} ]",
-        f"{count} peers connected in the pool", name="peers in cluster")
+        f"{count} peers connected in the pool", name="wait: peers in cluster")
     bricks = [f"{address}:{plan.brick}" for _, address in plan.storage_hosts]
     volume(plan.volume, plan.replica, bricks, plan.ping_timeout, name=f"volume {plan.volume}")
     ops.wait_until(
         f"[ $({GLUSTER} volume status {plan.volume} detail | grep -c '^Online.*: Y') "
-        f"-ge {len(bricks)} ]", f"every brick of {plan.volume} online", name="bricks online")
+        f"-ge {len(bricks)} ]", f"every brick of {plan.volume} online", name="wait: bricks online")

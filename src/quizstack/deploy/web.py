@@ -61,7 +61,7 @@ def add_mount_ops(plan, context):
         fstab_entry(render.fstab_line(plan), plan.mount, name="fstab entry")
         mounted(plan.mount, name="mount")
     ops.wait_until(f"mountpoint -q {plan.mount}", f"{plan.volume} mounted on {plan.mount}",
-                   name="volume mounted")
+                   name="wait: volume mounted")
     ops.directory(plan.media_root, user="www-data", group="www-data", name="media root on the volume")
 
 
@@ -106,4 +106,4 @@ def add_server_ops(plan, context):
                 unit="quiz", restart=context.changes.get((backend.name, "quiz"), ()),
                 priority=300, name="gunicorn service")
     ops.wait_until(f"{http_ok} http://{backend.address}:{plan.app_port}/healthz",
-                   f"QUIZ healthy on {backend.address}:{plan.app_port}", name="server healthy")
+                   f"QUIZ healthy on {backend.address}:{plan.app_port}", name="wait: server healthy")
