@@ -6,10 +6,15 @@ temporary state root, and destroys it at the end, whatever happened.
 """
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 
 import pytest
+
+
+SERVICE_STATE_PARENT = "/srv/quizstack-tests"
 
 
 def free_port():
@@ -19,7 +24,7 @@ def free_port():
 
 
 @pytest.fixture(scope="session")
-def deployed(tmp_path_factory):
+def deployed():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, mounts)")
     from quizstack import stack
@@ -27,7 +32,12 @@ def deployed(tmp_path_factory):
     from quizstack.topology import load_scenario
 
     previous = os.environ.get("QUIZSTACK_STATE_ROOT")
-    os.environ["QUIZSTACK_STATE_ROOT"] = str(tmp_path_factory.mktemp("service-state"))
+    # Not under /tmp: hosts then see the machine's /tmp (copy-on-write), and with
+    # it this checkout and its .venv if the checkout lives there; the app servers
+    # run from that .venv.
+    os.makedirs(SERVICE_STATE_PARENT, exist_ok=True)
+    root = tempfile.mkdtemp(prefix="state-", dir=SERVICE_STATE_PARENT)
+    os.environ["QUIZSTACK_STATE_ROOT"] = root
     lab = Lab(f"sv{os.getpid() % 100000}", topology=load_scenario("pfinal"))
     try:
         started = time.monotonic()
@@ -35,6 +45,11 @@ def deployed(tmp_path_factory):
         yield lab, result, time.monotonic() - started
     finally:
         lab.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            os.rmdir(SERVICE_STATE_PARENT)
+        except OSError:
+            pass  # another session's labs live there too
         if previous is None:
             os.environ.pop("QUIZSTACK_STATE_ROOT", None)
         else:
