@@ -74,9 +74,9 @@ def add_config_ops(plan, context):
     if not host.get_fact(ops.Succeeds, command=(
             f"runuser -u www-data -- {context.venv}/bin/python -c 'import django, quiz'")):
         raise ValueError(
-            f"www-data cannot run QUIZ from {context.venv} (its Python or the repository is "
-            "not readable by other users, e.g. under /root); run setup.sh from a clone "
-            "outside /root")
+            f"www-data cannot run QUIZ from {context.venv}: the environment must be readable "
+            "by other users (not under /root) and visible in the hosts (not under /tmp when "
+            "the lab's state root is in /tmp, which gives hosts a private /tmp)")
     env = ops.config_file(ENV_FILE, render.env_file(render.app_environment(plan, context.secrets)),
                           mode="600", name="environment file")
     conf = ops.config_file(GUNICORN_CONF, render.gunicorn_conf(plan, _backend(plan)), mode="644",
