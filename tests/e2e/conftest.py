@@ -6,6 +6,7 @@ end-to-end tests. Everything started here is stopped by its own PID.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,9 +39,9 @@ def quiz_e2e_database():
         server.start()
     except PostgresUnavailable as exc:
         pytest.skip(f"no temporary PostgreSQL: {exc}")
+    media = tempfile.mkdtemp(prefix="quiz-e2e-media-")
     try:
         url = server.create_database("quiz_e2e")
-        media = tempfile.mkdtemp(prefix="quiz-e2e-media-")
         env = _app_env(url, media)
         for command in (["migrate", "--noinput"], ["seed"]):
             result = subprocess.run([sys.executable, "-m", "django", *command], env=env,
@@ -49,6 +50,7 @@ def quiz_e2e_database():
         yield env
     finally:
         server.stop()
+        shutil.rmtree(media, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

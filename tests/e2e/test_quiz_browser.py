@@ -7,7 +7,6 @@ to its end.
 
 import os
 import re
-import tempfile
 
 import pytest
 
@@ -42,9 +41,9 @@ def quiz_page(quiz_browser):
     context.close()
 
 
-def test_pepe_writes_a_quiz_with_a_picture_and_plays(quiz_server, quiz_page):
+def test_pepe_writes_a_quiz_with_a_picture_and_plays(quiz_server, quiz_page, tmp_path):
     page = quiz_page
-    picture = os.path.join(tempfile.mkdtemp(prefix="quiz-e2e-"), "peru.png")
+    picture = str(tmp_path / "peru.png")
     with open(picture, "wb") as f:
         f.write(png_bytes(size=(40, 30), color=(20, 120, 200)))
 
