@@ -31,11 +31,27 @@ def assert_no_secrets(response, *tokens):
 
 @pytest.mark.parametrize("path", ["/api/users", "/api/users/1", "/api/quizzes", "/api/quizzes/1", "/api/quizzes/random",
                                   "/api/quizzes/1/check", "/api/quizzes/random10wa", "/api/users/1/quizzes",
-                                  "/api/quizzes/randomplay/new", "/api/users/tokenOwner"])
+                                  "/api/quizzes/randomplay/new", "/api/quizzes/randomplay/next",
+                                  "/api/quizzes/randomplay/check", "/api/users/tokenOwner"])
 @pytest.mark.parametrize("bad", [None, "", "0123456789abcdef0123"])
 def test_missing_or_bad_token_is_401_json(client, path, bad):
     response = client.get(path, {} if bad is None else {"token": bad})
     assert response.status_code == 401 and "error" in response.json()
+
+
+@pytest.mark.parametrize("method", ["put", "delete"])
+def test_favourites_need_a_token_too(client, method):
+    response = getattr(client, method)("/api/users/tokenOwner/favourites/1")
+    assert response.status_code == 401
+    assert getattr(client, method)("/api/users/tokenOwner/favourites/1?token=nope").status_code == 401
+
+
+def test_a_session_is_not_a_token(client):
+    """Being logged in to the site does not open the API: only ?token= does."""
+    from quiz.testing import login_as
+
+    login_as(client, "pepe")
+    assert client.get("/api/quizzes").status_code == 401
 
 
 @pytest.mark.parametrize("path", ["/api/users", "/api/users/1", "/api/users/2", "/api/quizzes", "/api/quizzes/1",
