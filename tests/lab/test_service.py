@@ -75,6 +75,18 @@ def test_second_up_changes_nothing_and_is_fast(service):
     assert seconds < 0.75 * (first.seconds["lab"] + first.seconds["deploy"])
 
 
+def test_second_up_on_the_command_line_says_no_change_and_where_the_service_is(service, capsys):
+    from quizstack import cli
+
+    lab, first, _ = service
+    port = first.url.rsplit(":", 1)[1].strip("/")
+    assert cli.main(["up", "--lab", lab.name, "--no-check", "--port", port]) == 0
+    out = capsys.readouterr().out
+    assert "deploy: no change" in out
+    assert out.rstrip().endswith(f"QUIZ is served at http://127.0.0.1:{port}/ "
+                                 "(through the firewall, as a client on LAN1)")
+
+
 def test_secrets_are_private_to_the_state(service):
     lab, _, _ = service
     path = lab.state_dir / "secrets" / "secrets.json"
