@@ -54,7 +54,11 @@ def store_image(uploaded):
     ext, mime = _detect(uploaded)
     name = f"{secrets.token_hex(16)}.{ext}"
     root = settings.MEDIA_ROOT
-    os.makedirs(root, exist_ok=True)
+    # Never created here: on a deployed server the media root is a folder of the
+    # shared volume, and one made locally while the volume is away would hide
+    # uploads from the other servers. /healthz reports such a server as down.
+    if not os.path.isdir(root):
+        raise UploadRejected("Images cannot be stored right now; please try again later.")
     final = os.path.join(root, name)
     partial = final + ".part"
     uploaded.seek(0)

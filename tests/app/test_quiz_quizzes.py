@@ -114,6 +114,17 @@ def test_bad_uploads_reshow_the_form(client, quiz_media, name, content, message)
     assert list(quiz_media.iterdir()) == []
 
 
+def test_an_upload_while_the_shared_volume_is_away_is_refused_not_stored_locally(client, settings, tmp_path):
+    # On a server whose volume is not mounted the media root does not exist.
+    settings.MEDIA_ROOT = str(tmp_path / "volume" / "media")
+    login_as(client, "pepe")
+    response = client.post("/quizzes", {"question": "Lost?", "answer": "x", "image": image_upload("a.png")})
+    assert response.status_code == 200
+    assert "cannot be stored right now" in text(response)
+    assert not Quiz.objects.filter(question="Lost?").exists()
+    assert not (tmp_path / "volume").exists()
+
+
 @pytest.mark.parametrize("form, message", [
     ({"question": "", "answer": "x"}, "question can&#x27;t be empty"),
     ({"question": "Q", "answer": "  "}, "answer can&#x27;t be empty"),
