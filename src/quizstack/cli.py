@@ -88,6 +88,32 @@ def cmd_up(args):
     return 0 if all(r.ok for r in result.checks) else 1
 
 
+def cmd_deploy(args):
+    """Real hosts over SSH: the same roles, through pyinfra's SSH connector."""
+    from quizstack import stack
+    from quizstack.topology import load_scenario
+
+    topo = load_scenario(args.scenario)
+    hosts = {}
+    for item in args.host:
+        name, sep, address = item.partition("=")
+        if not sep or not address:
+            raise QuizstackError(f"--host wants NAME=ADDRESS, not {item!r}")
+        topo.host(name)   # a clear error for an unknown host
+        hosts[name] = address
+    targets, data = stack.ssh_targets(topo, hosts, user=args.ssh_user, key=args.ssh_key,
+                                      port=args.ssh_port, config=args.ssh_config,
+                                      known_hosts=args.known_hosts)
+    secrets = args.secrets or os.path.join(os.path.expanduser("~"), ".quizstack", topo.name)
+    print(f"deploy {topo.name} over SSH", flush=True)
+    result = stack.deploy_ssh(topo, secrets, args.venv or sys.prefix, targets, data,
+                              progress=_progress)
+    changed = result.changed
+    print(f"deploy: {len(changed)} change(s)" if changed else "deploy: no change",
+          f"({result.seconds:.1f} s)")
+    return 0
+
+
 def cmd_check(args):
     from quizstack import stack
 
@@ -256,6 +282,20 @@ def build_parser():
                     help=f"bundled scenario name or .toml file (default {DEFAULT_LAB})")
     up.add_argument("--port", type=int, default=8080, help="loopback port of the service (8080)")
     up.add_argument("--no-check", action="store_true", help="skip the checks at the end")
+    dp = sub.add_parser("deploy", help="deploy on real hosts over SSH (no lab)")
+    dp.add_argument("scenario", nargs="?", default=DEFAULT_LAB,
+                    help=f"bundled scenario name or .toml file (default {DEFAULT_LAB})")
+    dp.add_argument("--host", action="append", default=[], metavar="NAME=ADDRESS",
+                    help="where a scenario host is reached (default: its first address)")
+    dp.add_argument("--ssh-user", default="root")
+    dp.add_argument("--ssh-key", help="private key file")
+    dp.add_argument("--ssh-port", type=int)
+    dp.add_argument("--ssh-config", help="an ssh_config file (ProxyCommand, ProxyJump, ...)")
+    dp.add_argument("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
+    dp.add_argument("--secrets", help="folder for the generated secrets (~/.quizstack/SCENARIO)")
+    dp.add_argument("--venv", help="quizstack's Python environment on the app servers "
+                    "(default: this one's path)")
+    dp.set_defaults(func=cmd_deploy)
     ck = lab_command("check", cmd_check, "verify every requirement from the clients' side")
     ck.add_argument("--json", action="store_true", help="machine-readable output")
     ck.add_argument("--ports", default="1-65535", help="TCP ports the scans cover (all)")

@@ -26,6 +26,34 @@ def secrets_of(lab):
     return load_or_create(lab.state_dir / "secrets")
 
 
+def ssh_targets(topology, hosts, user="root", key=None, port=None, config=None,
+                known_hosts=None):
+    """Targets and pyinfra data for real hosts reached over SSH.
+
+    `hosts` maps scenario hosts to addresses or names; a host left out is
+    reached at its first address in the scenario.
+    """
+    targets, data = {}, {}
+    for name, host in topology.hosts.items():
+        targets[name] = hosts.get(name) or str(host.interfaces[0].address)
+        entry = {"ssh_user": user}
+        for key_name, value in (("ssh_key", key), ("ssh_port", port), ("ssh_config_file", config),
+                                ("ssh_known_hosts_file", known_hosts)):
+            if value:
+                entry[key_name] = value
+        # A host never seen before is trusted on first use, then pinned in known_hosts.
+        entry["ssh_strict_host_key_checking"] = "accept-new"
+        data[name] = entry
+    return targets, data
+
+
+def deploy_ssh(topology, secrets_dir, venv, targets, target_data, progress=None):
+    """Deploy the service on real hosts over SSH (no lab, no forward, no checks)."""
+    build_plan(topology)
+    return deploy.deploy(topology, targets, load_or_create(secrets_dir), venv, progress,
+                         target_data=target_data)
+
+
 def is_deployed(lab):
     """Whether `up` has deployed the service on this lab (its secrets exist)."""
     return (lab.state_dir / "secrets" / "secrets.json").exists()

@@ -49,23 +49,26 @@ def lab_targets(lab_name, topology):
     return {name: f"@lab/{lab_name}/{name}" for name in topology.hosts}
 
 
-def deploy(topology, targets, secrets, venv, progress=None):
+def deploy(topology, targets, secrets, venv, progress=None, target_data=None):
     """Bring every role to the wanted state; return what changed.
 
-    `targets` maps each scenario host to a pyinfra inventory name.
+    `targets` maps each scenario host to a pyinfra inventory name: `@lab/...`
+    for lab hosts, an address or name for pyinfra's SSH connector. Optional
+    `target_data` maps a host to pyinfra host data (ssh_user, ssh_key, ...).
     """
     plan = build_plan(topology)
-    missing = [h for h in topology.hosts if h not in targets]
-    if missing:
-        raise DeployError(f"no way to reach host(s) {', '.join(missing)}")
     context = Context(secrets=secrets, venv=venv)
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
+    needed = {h for phase in phases for h in phase.hosts}
+    missing = [h for h in topology.hosts if h in needed and h not in targets]
+    if missing:
+        raise DeployError(f"no way to reach host(s) {', '.join(missing)}")
     result = DeployResult()
     for stage in schedule(phases):
         if progress:
             for phase in stage:
                 progress(f"{phase.role}: {phase.name} on {', '.join(phase.hosts)}")
-        done = _run_stage(stage, plan, context, targets)
+        done = _run_stage(stage, plan, context, targets, target_data or {})
         result.phases.extend(done)
         if progress:
             for phase in done:
@@ -95,7 +98,7 @@ def schedule(phases):
     return stages
 
 
-def _run_stage(stage, plan, context, targets):
+def _run_stage(stage, plan, context, targets, target_data):
     # pyinfra is imported here: the pure parts (plan, render) stay importable without it.
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all
@@ -108,7 +111,7 @@ def _run_stage(stage, plan, context, targets):
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
     started = time.monotonic()
     phase_of = {h: phase for phase in stage for h in phase.hosts}
-    names = [(targets[h], {"scenario_host": h}) for h in phase_of]
+    names = [(targets[h], dict(target_data.get(h, {}), scenario_host=h)) for h in phase_of]
     inventory = Inventory((names, {}))
     state = State(inventory=inventory, config=Config(), check_for_changes=False)
     where = " + ".join(phase.key for phase in stage)
