@@ -138,3 +138,10 @@ def test_independent_phases_run_side_by_side_and_the_firewall_last(plan):
     for stage in schedule(phases):
         hosts = [h for p in stage for h in p.hosts]
         assert len(hosts) == len(set(hosts))
+
+
+def test_the_app_unit_for_systemd_hosts_waits_for_the_volume(plan):
+    unit = render.quiz_systemd_unit("/opt/q/bin/gunicorn -c /etc/quiz/gunicorn.conf.py x", plan.mount)
+    assert "RequiresMountsFor=/var/lib/quiz/nas" in unit
+    assert "EnvironmentFile=/etc/quiz/quiz.env" in unit
+    assert "ExecStart=/opt/q/bin/gunicorn -c /etc/quiz/gunicorn.conf.py x" in unit

@@ -175,13 +175,13 @@ def supervisor_program(name, command, *, user=None, directory=None, oneshot=Fals
     return "\n".join(lines) + "\n"
 
 
-def quiz_systemd_unit(command):
+def quiz_systemd_unit(command, mount):
     """The app server as a systemd unit, for real Debian hosts."""
     return HEADER + (
         "[Unit]\n"
         "Description=QUIZ application server (gunicorn)\n"
         "After=network-online.target remote-fs.target\n"
-        "RequiresMountsFor=/var/lib/quiz/nas\n"
+        f"RequiresMountsFor={mount}\n"
         "\n"
         "[Service]\n"
         "EnvironmentFile=/etc/quiz/quiz.env\n"

@@ -93,6 +93,12 @@ def add_migrate_ops(plan, context):
 
 
 @operation()
+def reload_units(unit_file):
+    if unit_file.did_change():
+        yield "systemctl daemon-reload"
+
+
+@operation()
 def ensure_migrated(check, command):
     if host.get_fact(ops.Succeeds, command=check):
         return
@@ -102,8 +108,16 @@ def ensure_migrated(check, command):
 def add_server_ops(plan, context):
     backend = _backend(plan)
     http_ok = install_probe("http_ok")
-    ops.service("quiz", _with_env(context, f"gunicorn -c {GUNICORN_CONF} quiz.wsgi:application"),
-                unit="quiz", restart=context.changes.get((backend.name, "quiz"), ()),
+    restart = context.changes.get((backend.name, "quiz"), ())
+    gunicorn = f"gunicorn -c {GUNICORN_CONF} quiz.wsgi:application"
+    if host.get_fact(ops.InitSystem) == "systemd":
+        # Debian ships no unit for the app: write one (systemd reads the env file itself).
+        unit = ops.config_file("/etc/systemd/system/quiz.service",
+                               render.quiz_systemd_unit(f"{context.venv}/bin/{gunicorn}", plan.mount),
+                               name="quiz.service unit")
+        reload_units(unit, name="systemd daemon-reload")
+        restart = tuple(restart) + (unit,)
+    ops.service("quiz", _with_env(context, gunicorn), unit="quiz", restart=restart,
                 priority=300, name="gunicorn service")
     ops.wait_until(f"{http_ok} http://{backend.address}:{plan.app_port}/healthz",
                    f"QUIZ healthy on {backend.address}:{plan.app_port}", name="wait: server healthy")
