@@ -70,6 +70,23 @@ def store_image(uploaded):
     return Attachment.objects.create(name=name, filename=filename, mime=mime)
 
 
+def edited(current, uploaded, keep):
+    """The picture after an edit form: a new upload, the current one kept, or none.
+
+    Raises UploadRejected for a bad upload. Call `discard_replaced` once the
+    owner is saved, inside the same transaction.
+    """
+    if uploaded:
+        return store_image(uploaded)
+    return current if keep else None
+
+
+def discard_replaced(old, new_id):
+    """Delete the old picture if the edit replaced or removed it."""
+    if old is not None and new_id != old.id:
+        delete_attachment(old)
+
+
 def path_of(name):
     """The file of a stored name, or None for anything that isn't one of our names."""
     if not NAME_RE.match(name):

@@ -159,13 +159,9 @@ def update(request, quiz):
         try:
             with transaction.atomic():
                 old = quiz.attachment
-                if image:
-                    quiz.attachment = uploads.store_image(image)
-                elif not keep:
-                    quiz.attachment = None
+                quiz.attachment = uploads.edited(old, image, keep)
                 quiz.save()
-                if old is not None and quiz.attachment_id != old.id:
-                    uploads.delete_attachment(old)
+                uploads.discard_replaced(old, quiz.attachment_id)
         except uploads.UploadRejected as exc:
             problems.append(str(exc))
     if problems:

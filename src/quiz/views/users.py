@@ -115,15 +115,11 @@ def update(request, user):
         try:
             with transaction.atomic():
                 old = user.photo
-                if image:
-                    user.photo = uploads.store_image(image)
-                elif not keep:
-                    user.photo = None
+                user.photo = uploads.edited(old, image, keep)
                 if password:
                     user.set_password(password)
                 user.save()
-                if old is not None and user.photo_id != old.id:
-                    uploads.delete_attachment(old)
+                uploads.discard_replaced(old, user.photo_id)
         except uploads.UploadRejected as exc:
             problems.append(str(exc))
     if problems:
