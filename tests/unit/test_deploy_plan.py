@@ -145,3 +145,10 @@ def test_the_app_unit_for_systemd_hosts_waits_for_the_volume(plan):
     assert "RequiresMountsFor=/var/lib/quiz/nas" in unit
     assert "EnvironmentFile=/etc/quiz/quiz.env" in unit
     assert "ExecStart=/opt/q/bin/gunicorn -c /etc/quiz/gunicorn.conf.py x" in unit
+
+
+def test_every_directory_down_to_the_app_is_listed_once_outermost_first():
+    from quizstack.deploy.web import ancestors
+
+    assert ancestors(["/root/q/.venv", "/root/q/src/quiz"]) == [
+        "/root", "/root/q", "/root/q/.venv", "/root/q/src", "/root/q/src/quiz"]

@@ -34,6 +34,16 @@ class Context:
     venv: str               # the Python environment holding quizstack and QUIZ, on every app server
     changes: dict = field(default_factory=dict)   # (host, what) -> operations a later phase reacts to
 
+    @property
+    def app_paths(self):
+        """Where the app servers read code from: the environment and QUIZ's package."""
+        import importlib.util
+        import os
+
+        spec = importlib.util.find_spec("quiz")
+        code = os.path.dirname(spec.origin) if spec and spec.origin else None
+        return tuple(p for p in (self.venv, code) if p)
+
 
 def scenario_host():
     """The scenario's name of the host pyinfra is working on."""

@@ -9,6 +9,8 @@ file. The first server applies migrations and the seed; the application's own
 locking makes that safe even if every server did it at once.
 """
 
+import shlex
+
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
@@ -69,14 +71,49 @@ def _backend(plan):
     return next(b for b in plan.backends if b.name == scenario_host())
 
 
+def ancestors(paths):
+    """Every directory above `paths` (and they themselves), outermost first, / excluded."""
+    found = []
+    for path in paths:
+        parts = path.rstrip("/").split("/")
+        for i in range(2, len(parts) + 1):
+            directory = "/".join(parts[:i])
+            if directory not in found:
+                found.append(directory)
+    return found
+
+
+@operation()
+def searchable(paths):
+    """Let other users pass through (o+x, not read) every directory down to `paths`.
+
+    gunicorn's workers run as www-data; a checkout in root's home (mode 0700)
+    would otherwise hide the code from them. Search permission only lets a
+    user open paths it already knows; nothing becomes listable.
+    """
+    directories = ancestors(paths)
+    lines = host.get_fact(ops.Lines, command="stat -c '%a %n' " + " ".join(
+        shlex.quote(d) for d in directories))
+    closed = [name for mode, _, name in (line.partition(" ") for line in lines)
+              if mode.isdigit() and not int(mode[-1]) & 1]
+    if closed:
+        yield StringCommand("chmod", "o+x", *closed)
+
+
+@operation()
+def runs_as_www_data(venv):
+    if host.get_fact(ops.Succeeds, command=(
+            f"runuser -u www-data -- {venv}/bin/python -c 'import django, quiz'")):
+        return
+    message = (f"www-data cannot run QUIZ from {venv}: the environment and the code must be "
+               "readable by other users and visible in the hosts (a checkout in /tmp is hidden "
+               "from lab hosts whose state root is also in /tmp)")
+    yield f"echo {shlex.quote(message)} >&2; exit 1"
+
+
 def add_config_ops(plan, context):
-    # The servers run as www-data from this environment: it must be readable by them.
-    if not host.get_fact(ops.Succeeds, command=(
-            f"runuser -u www-data -- {context.venv}/bin/python -c 'import django, quiz'")):
-        raise ValueError(
-            f"www-data cannot run QUIZ from {context.venv}: the environment must be readable "
-            "by other users (not under /root) and visible in the hosts (not under /tmp when "
-            "the lab's state root is in /tmp, which gives hosts a private /tmp)")
+    searchable(context.app_paths, name="app code reachable by www-data")
+    runs_as_www_data(context.venv, name="www-data can run QUIZ")
     env = ops.config_file(ENV_FILE, render.env_file(render.app_environment(plan, context.secrets)),
                           mode="600", name="environment file")
     conf = ops.config_file(GUNICORN_CONF, render.gunicorn_conf(plan, _backend(plan)), mode="644",
