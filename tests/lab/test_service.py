@@ -13,6 +13,7 @@ import time
 import pytest
 
 from quizstack import stack
+from quizstack.check import Checker
 from quizstack.deploy.plan import build_plan
 from quizstack.errors import ScenarioError
 from quizstack.topology import load_scenario
@@ -94,6 +95,33 @@ def test_secrets_are_private_to_the_state(service):
     password = json.loads(path.read_text())["database_password"]
     hba = lab.run("bbdd", ["sh", "-c", "cat /etc/postgresql/*/quiz/pg_hba.conf"]).stdout
     assert password not in hba and "trust" not in hba
+
+
+@pytest.mark.parametrize("leak", [
+    # One more forwarded port, to a server that answers it with a reset.
+    ["nft", "insert", "rule", "inet", "quizstack", "forward", "iifname", "eth0",
+     "ip", "daddr", "10.2.3.12", "tcp", "dport", "31337", "accept"],
+    # Everything forwarded but pings: the targets answer in a flood.
+    ["sh", "-c", "nft flush ruleset && nft add table inet leak && nft add chain inet leak f "
+     "'{ type filter hook forward priority 0; policy accept; }' && "
+     "nft add rule inet leak f icmp type echo-request drop"],
+], ids=["one-port", "wide-open"])
+def test_the_check_catches_a_leaky_firewall(service, leak):
+    lab, _, _ = service
+    checker = Checker(lab, build_plan(lab.topology))
+    lab.run("fw", leak)
+    try:
+        scans = [r for r in checker.firewall(["c1"]) if "port scan" in r.name]
+    finally:
+        # The host's init reloads the deployed ruleset (flush ruleset first).
+        lab.run("fw", ["supervisorctl", "start", "nftables"])
+        lab.run("fw", ["sh", "-c", "for i in $(seq 100); do "
+                       "if nft list table inet quizstack >/dev/null 2>&1 && "
+                       "! nft list ruleset | grep -q -e 'table inet leak' -e 31337; "
+                       "then exit 0; fi; sleep 0.1; done; exit 1"])
+    assert scans and not scans[0].ok
+    assert "10.2.3.12" in scans[0].detail
+    assert all(r.ok for r in checker.firewall(["c1"]))
 
 
 def test_a_server_that_dies_costs_no_failed_request(service):

@@ -48,10 +48,18 @@ def test_volume_info_parser():
     assert volume_info([])["bricks"] == []
 
 
-def test_nmap_parser_reports_open_ports_only():
+def test_nmap_parser_reports_open_ports_and_every_answer():
     hosts = parse_nmap_grepable(NMAP)
-    assert hosts["10.2.2.2"] == {"up": True, "open": [80]}
+    assert hosts["10.2.2.2"] == {"up": True, "open": [80], "answered": {"open": 1}}
     assert hosts["10.2.4.31"]["open"] == [5432]
+    assert hosts["10.2.4.31"]["answered"] == {"open": 1, "closed": 1}
+
+
+def test_nmap_parser_counts_answers_folded_into_the_ignored_state():
+    # What a scan through a firewall that forwards everything shows for s1.
+    line = ("Host: 10.2.3.11 ()\tPorts: 8000/open/tcp//http-alt///\t"
+            "Ignored State: closed (65534)\n")
+    assert parse_nmap_grepable(line)["10.2.3.11"]["answered"] == {"open": 1, "closed": 65534}
 
 
 def test_protected_addresses_exclude_the_clients():
