@@ -27,12 +27,10 @@ class Backend:
 
     name: str
     address: IPv4Address        # where the load balancer reaches it
-    data_address: IPv4Address   # its address on the network of the database and storage
 
 
 @dataclass(frozen=True)
 class Plan:
-    topology_name: str
     port: int
     app_port: int
     workers: int
@@ -55,7 +53,6 @@ class Plan:
     lb_backend_address: IPv4Address      # on the servers' network
     fw_host: str
     fw_outside: tuple                    # (interface name, subnet) facing the clients
-    fw_inside: tuple                     # interface names facing the load balancer
     clients: tuple                       # client host names
     lab_addresses: dict = field(default_factory=dict)  # host -> all its addresses
 
@@ -121,13 +118,13 @@ def build_plan(topology):
     backends = []
     for web in webs:
         _, backend_address, lb_address_for_web = _shared(topology, web, lb)
-        net, data_address, _ = _shared(topology, web, db)
+        net, _, _ = _shared(topology, web, db)
         if net != db_net:
             raise ScenarioError(f"{_where(topology)}: web host {web.name} reaches the database on "
                                 f"{net}, the others on {db_net}")
         for nas in nases:
             _shared(topology, web, nas)
-        backends.append(Backend(web.name, backend_address, data_address))
+        backends.append(Backend(web.name, backend_address))
     storage_hosts = tuple((nas.name, _shared(topology, webs[0], nas)[2]) for nas in nases)
 
     _, _, lb_front = _shared(topology, fw, lb)
@@ -138,11 +135,9 @@ def build_plan(topology):
             outside.append((i.name, topology.networks[i.network].subnet))
     if not outside:
         raise ScenarioError(f"{_where(topology)}: firewall {fw.name} shares no network with the clients")
-    inside = tuple(i.name for i in fw.interfaces if i.network not in client_nets)
 
     app_subnet = topology.networks[db_net].subnet
     return Plan(
-        topology_name=topology.name,
         port=int(service["port"]),
         app_port=int(service["app_port"]),
         workers=int(service["workers"]),
@@ -165,7 +160,6 @@ def build_plan(topology):
         lb_backend_address=_shared(topology, lb, webs[0])[1],
         fw_host=fw.name,
         fw_outside=tuple(outside),
-        fw_inside=inside,
         clients=tuple(c.name for c in clients),
         lab_addresses={h.name: tuple(i.address for i in h.interfaces)
                        for h in topology.hosts.values()},

@@ -147,7 +147,7 @@ def gunicorn_conf(plan, backend):
     )
 
 
-def supervisor_program(name, command, *, user=None, directory=None, oneshot=False,
+def supervisor_program(name, command, *, user=None, oneshot=False,
                        stopsignal="TERM", priority=500):
     """A program section for supervisord, the init of lab hosts."""
     lines = [
@@ -170,8 +170,6 @@ def supervisor_program(name, command, *, user=None, directory=None, oneshot=Fals
         lines += ["autorestart=true", "startsecs=1", "startretries=30"]
     if user:
         lines.append(f"user={user}")
-    if directory:
-        lines.append(f"directory={directory}")
     return "\n".join(lines) + "\n"
 
 
