@@ -61,8 +61,9 @@ def is_deployed(lab):
 
 def deploy_lab(lab, progress=None):
     """Configure every host of a running lab; returns what changed."""
-    return deploy.deploy(lab.topology, deploy.lab_targets(lab.name, lab.topology),
-                         secrets_of(lab), sys.prefix, progress)
+    targets, data = deploy.lab_targets(lab)
+    return deploy.deploy(lab.topology, targets, secrets_of(lab), sys.prefix, progress,
+                         target_data=data)
 
 
 def check_lab(lab, ports="1-65535"):

@@ -45,8 +45,11 @@ class DeployResult:
         return sum(p.seconds for p in self.phases)
 
 
-def lab_targets(lab_name, topology):
-    return {name: f"@lab/{lab_name}/{name}" for name in topology.hosts}
+def lab_targets(lab):
+    """Targets and host data for a lab's hosts, reached through the lab connector."""
+    targets = {name: f"@lab/{lab.name}/{name}" for name in lab.topology.hosts}
+    data = {name: {"lab_state_root": str(lab.state_root)} for name in lab.topology.hosts}
+    return targets, data
 
 
 def deploy(topology, targets, secrets, venv, progress=None, target_data=None):

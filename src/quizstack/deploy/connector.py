@@ -46,7 +46,8 @@ class LabConnector(BaseConnector):
 
         data = self.host.data
         try:
-            lab = Lab(data.lab_name)
+            # The lab's own state root, whatever this process's environment says.
+            lab = Lab(data.lab_name, state_root=data.get("lab_state_root"))
             self.enter = lab.enter_argv(data.lab_host)
         except QuizstackError as exc:
             raise ConnectError(str(exc))
