@@ -189,9 +189,7 @@ def _print_services(services):
     print("services:")
     for host, programs in services["programs"].items():
         if programs:
-            # A one-shot (the firewall's ruleset loader) that ran fine shows as EXITED.
-            shown = ", ".join(f"{name} {'done' if state == 'EXITED' else state}"
-                              for name, state in programs.items())
+            shown = ", ".join(f"{name} {state}" for name, state in programs.items())
             print(f"  {host}: {shown}")
     if services["backends"]:
         shown = ", ".join(f"{name} {state}" for name, state in services["backends"].items())
