@@ -14,12 +14,12 @@ import http.cookiejar
 import json
 import re
 import secrets
-import struct
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
+
+from quizstack.webforms import csrf_token, multipart, png
 
 TIMEOUT = 10
 
@@ -48,10 +48,10 @@ class Browser:
 
     def csrf(self, path):
         status, _, body = self.request(path)
-        match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body)
-        if status != 200 or not match:
+        token = csrf_token(body)
+        if status != 200 or not token:
             raise SystemExit(f"no form with a CSRF token at {path} (HTTP {status})")
-        return match.group(1).decode()
+        return token
 
     def post_form(self, path, form_path, fields):
         fields = dict(fields, csrfmiddlewaretoken=self.csrf(form_path))
@@ -61,36 +61,15 @@ class Browser:
 
     def post_multipart(self, path, form_path, fields, files):
         fields = dict(fields, csrfmiddlewaretoken=self.csrf(form_path))
-        boundary = "quizstack" + secrets.token_hex(8)
-        parts = []
-        for key, value in fields.items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n'
-                         f"{value}\r\n".encode())
-        for key, (filename, content, mime) in files.items():
-            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"; '
-                         f'filename="{filename}"\r\nContent-Type: {mime}\r\n\r\n'.encode()
-                         + content + b"\r\n")
-        parts.append(f"--{boundary}--\r\n".encode())
-        return self.request(path, b"".join(parts), {
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Referer": self.base + form_path})
+        body, content_type = multipart(fields, files)
+        return self.request(path, body, {"Content-Type": content_type,
+                                         "Referer": self.base + form_path})
 
     def login(self, user, password):
         status, headers, _ = self.post_form("/session", "/session",
                                             {"login": user, "password": password, "redir": "/"})
         if status not in (302, 303) or headers.get("Location", "").endswith("/session"):
             raise SystemExit(f"cannot log in as {user} (HTTP {status})")
-
-
-def png(width=8, height=8, rgb=(200, 40, 40)):
-    """A small valid PNG, made here so the check needs no image library."""
-    def chunk(kind, data):
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
 
 
 def balance(base, count):
