@@ -297,7 +297,8 @@ def test_replica_missing(tmp_path):
 
 def test_two_firewalls(tmp_path):
     text = replace('[hosts.c2]\nroles = ["client"]', '[hosts.c2]\nroles = ["client", "firewall"]')
-    assert "role firewall: exactly one host needed, found 2 (c2, fw)" in error_of(tmp_path, text)
+    assert ("role firewall: 2 hosts (c2, fw) must share one [floating] group to act as one"
+            in error_of(tmp_path, text))
 
 
 def test_no_loadbalancer(tmp_path):

@@ -100,7 +100,7 @@ def forward_target(topo: Topology) -> tuple[str, str]:
     """Where the loopback forward enters and what it reaches.
 
     It enters as the first client and connects to the load balancer's
-    address on a network the firewall is on (so traffic crosses the firewall
+    address (a pair's floating one) on a network the firewall is on (so traffic crosses the firewall
     as a client's would); returns (client host name, lb address).
     """
     clients = topo.with_role("client")
@@ -112,5 +112,6 @@ def forward_target(topo: Topology) -> tuple[str, str]:
     fw_nets = set(fws[0].networks) if fws else set()
     for iface in lb.interfaces:
         if iface.network in fw_nets:
-            return clients[0].name, str(iface.address)
-    return clients[0].name, str(lb.address)
+            # A pair of balancers is reached at its floating address.
+            return clients[0].name, str(topo.service_address(lb, iface.network))
+    return clients[0].name, str(topo.service_address(lb, lb.interfaces[0].network))

@@ -66,4 +66,10 @@ def etc_hosts(topo: Topology, lab: str) -> str:
             alias = f"{host.name}-{iface.network.lower()}"
             names = f"{host.name} {alias}" if index == 0 else alias
             lines.append(f"{iface.address}\t{names}")
+    # A pair's floating addresses carry the group's name, as one host would.
+    for group in topo.floating.values():
+        for index, floating in enumerate(group.addresses):
+            alias = f"{group.name}-{floating.network.lower()}"
+            names = f"{group.name} {alias}" if index == 0 else alias
+            lines.append(f"{floating.address}\t{names}")
     return "\n".join(lines) + "\n"

@@ -15,9 +15,11 @@ from quizstack.topology.loader import (
     parse_scenario,
     scenario_path,
 )
-from quizstack.topology.model import Host, Interface, Network, Route, Topology
+from quizstack.topology.model import (
+    FloatingAddress, FloatingGroup, Host, Interface, Network, Route, Topology,
+)
 
 __all__ = [
-    "KNOWN_ROLES", "ROLES", "Host", "Interface", "Network", "Route", "Topology",
+    "KNOWN_ROLES", "ROLES", "FloatingAddress", "FloatingGroup", "Host", "Interface", "Network", "Route", "Topology",
     "bundled_scenarios", "load_scenario", "parse_scenario", "scenario_path",
 ]

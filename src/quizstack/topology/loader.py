@@ -14,7 +14,9 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from quizstack.errors import ScenarioError
-from quizstack.topology.model import Host, Interface, Network, Route, Topology
+from quizstack.topology.model import (
+    FloatingAddress, FloatingGroup, Host, Interface, Network, Route, Topology,
+)
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -23,8 +25,10 @@ RESERVED_ROLES = ("monitoring", "logs", "management", "database-replica")
 KNOWN_ROLES = ROLES + RESERVED_ROLES
 
 # Exactly one of these per scenario: the architecture has one entry point,
-# one balancer and one primary database.
+# one balancer and one primary database. The entry point and the balancer may
+# be a pair (or more) sharing floating addresses: one host to everybody else.
 SINGLE_ROLES = ("firewall", "loadbalancer", "database")
+GROUPABLE_ROLES = ("firewall", "loadbalancer")
 REQUIRED_ROLES = ("web", "client")
 
 # Host names become UTS names, netns names (qs-<lab>-<host>) and the
@@ -36,12 +40,14 @@ NETWORK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 MAX_NETWORK_NAME = 12
 MAX_INTERFACES = 99
 
-TOP_KEYS = {"scenario", "networks", "hosts"}
+TOP_KEYS = {"scenario", "networks", "hosts", "floating"}
 SCENARIO_KEYS = {"name", "description"}
 NETWORK_KEYS = {"subnet", "description"}
 HOST_KEYS = {"roles", "forward", "interfaces", "routes", "description"}
 INTERFACE_KEYS = {"network", "address", "name"}
 ROUTE_KEYS = {"to", "via"}
+FLOATING_KEYS = {"hosts", "addresses", "vrid", "description"}
+FLOATING_ADDRESS_KEYS = {"network", "address"}
 
 
 def scenario_path(name_or_path) -> Path:
@@ -154,8 +160,10 @@ class _Builder:
 
         networks = self.networks(self.table(data.get("networks", {}), "[networks]"))
         hosts = self.hosts(self.table(data.get("hosts", {}), "[hosts]"), networks)
+        floating = self.floating(self.table(data.get("floating", {}), "[floating]"),
+                                 networks, hosts)
         topo = Topology(name=name, source=self.source, networks=networks, hosts=hosts,
-                        settings=settings, description=description)
+                        settings=settings, description=description, floating=floating)
         self.counts(topo)
         return topo
 
@@ -274,13 +282,98 @@ class _Builder:
             result.append(Route(destination=destination, via=via))
         return result
 
+    def floating(self, table: dict, networks: dict[str, Network],
+                 hosts: dict[str, Host]) -> dict[str, FloatingGroup]:
+        """Floating (VRRP) addresses: each group's addresses move together
+        between its hosts, which must all sit on each address's network."""
+        groups: dict[str, FloatingGroup] = {}
+        used = {i.address: h.name for h in hosts.values() for i in h.interfaces}
+        member_of: dict[str, str] = {}
+        vrids: dict[tuple[str, int], str] = {}
+        for index, (name, spec) in enumerate(table.items()):
+            what = f"floating {name}"
+            if not HOST_NAME.match(name) or len(name) > MAX_HOST_NAME:
+                self.fail(what, "invalid name (lowercase letters, digits and -, "
+                                f"at most {MAX_HOST_NAME} characters)")
+            if name in hosts:
+                # The group's name resolves to its addresses, like a host's.
+                self.fail(what, f"same name as host {name}")
+            spec = self.table(spec, what)
+            self.keys(spec, FLOATING_KEYS, what)
+            members = spec.get("hosts")
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                self.fail(what, "hosts must be a list of host names")
+            if len(members) < 2:
+                self.fail(what, "needs at least two hosts to float between")
+            if len(set(members)) != len(members):
+                self.fail(what, "a host is listed twice")
+            for member in members:
+                if member not in hosts:
+                    self.fail(what, f"unknown host {member!r}")
+                if member in member_of:
+                    self.fail(what, f"host {member} already belongs to floating {member_of[member]}")
+                member_of[member] = name
+            roles = {hosts[m].roles for m in members}
+            if len(roles) != 1:
+                self.fail(what, "its hosts must have the same roles, to stand in for each other")
+            vrid = spec.get("vrid", index + 1)
+            if not isinstance(vrid, int) or isinstance(vrid, bool) or not 1 <= vrid <= 255:
+                self.fail(what, f"vrid must be an integer from 1 to 255, not {vrid!r}")
+            items = spec.get("addresses")
+            if not isinstance(items, list) or not items:
+                self.fail(what, "needs a list of addresses (at least one)")
+            addresses = []
+            for number, item in enumerate(items):
+                awhat = f"{what}: address {number}"
+                item = self.table(item, awhat)
+                self.keys(item, FLOATING_ADDRESS_KEYS, awhat)
+                if "network" not in item or "address" not in item:
+                    self.fail(awhat, "needs both 'network' and 'address'")
+                netname = self.string(item["network"], awhat)
+                if netname not in networks:
+                    self.fail(awhat, f"unknown network {netname!r} (networks: {', '.join(networks)})")
+                if any(a.network == netname for a in addresses):
+                    self.fail(awhat, f"a second address on {netname}")
+                address = self.address(item["address"], awhat)
+                subnet = networks[netname].subnet
+                if address not in subnet:
+                    self.fail(what, f"address {address} is not in {netname} ({subnet})")
+                if subnet.prefixlen < 31 and address in (subnet.network_address,
+                                                         subnet.broadcast_address):
+                    self.fail(what, f"address {address} is the network or broadcast address "
+                                    f"of {netname}")
+                if address in used:
+                    self.fail(what, f"address {address} already used by {used[address]}")
+                used[address] = name
+                for member in members:
+                    if netname not in hosts[member].networks:
+                        self.fail(what, f"host {member} has no interface on {netname}")
+                if (netname, vrid) in vrids:
+                    self.fail(what, f"vrid {vrid} already used on {netname} by "
+                                    f"floating {vrids[(netname, vrid)]}")
+                vrids[(netname, vrid)] = name
+                addresses.append(FloatingAddress(network=netname, address=address,
+                                                 prefixlen=subnet.prefixlen))
+            groups[name] = FloatingGroup(name=name, hosts=tuple(members), addresses=tuple(addresses),
+                                         vrid=vrid, description=self.string(
+                                             spec.get("description", ""), what))
+        return groups
+
     def counts(self, topo: Topology):
         """The architecture's shape: one entry, one balancer, one database..."""
         for role in SINGLE_ROLES:
             found = topo.with_role(role)
-            if len(found) != 1:
-                names = ", ".join(h.name for h in found) or "none"
-                self.fail(f"role {role}", f"exactly one host needed, found {len(found)} ({names})")
+            names = ", ".join(h.name for h in found) or "none"
+            if len(found) == 1:
+                continue
+            if len(found) > 1 and role in GROUPABLE_ROLES:
+                groups = {topo.floating_of(h.name) for h in found}
+                group = groups.pop() if len(groups) == 1 else None
+                if group is not None and set(group.hosts) == {h.name for h in found}:
+                    continue
+                self.fail(f"role {role}", f"{len(found)} hosts ({names}) must share one "
+                                          "[floating] group to act as one")
+            self.fail(f"role {role}", f"exactly one host needed, found {len(found)} ({names})")
         for role in REQUIRED_ROLES:
             if not topo.with_role(role):
                 self.fail(f"role {role}", "at least one host needed, found none")

@@ -71,6 +71,38 @@ class Host:
 
 
 @dataclass(frozen=True)
+class FloatingAddress:
+    network: str
+    address: IPv4Address
+    prefixlen: int
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/{self.prefixlen}"
+
+
+@dataclass(frozen=True)
+class FloatingGroup:
+    """Addresses that float between hosts of one role (VRRP): a pair is one host to others.
+
+    The addresses move together, to one member at a time: the first host
+    listed is preferred; `vrid` is the VRRP router id, unique per network.
+    """
+
+    name: str
+    hosts: tuple[str, ...]
+    addresses: tuple[FloatingAddress, ...]
+    vrid: int
+    description: str = ""
+
+    def address_on(self, network: str) -> IPv4Address | None:
+        for floating in self.addresses:
+            if floating.network == network:
+                return floating.address
+        return None
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     source: str
@@ -78,6 +110,7 @@ class Topology:
     hosts: dict[str, Host]
     settings: dict = field(default_factory=dict)
     description: str = ""
+    floating: dict[str, FloatingGroup] = field(default_factory=dict)
 
     def with_role(self, role: str) -> list[Host]:
         """The hosts that have a role, in the order of the scenario file."""
@@ -90,6 +123,20 @@ class Topology:
             raise ScenarioError(
                 f"{self.source}: no host {name!r} (hosts: {', '.join(self.hosts)})"
             ) from None
+
+    def floating_of(self, host: str) -> FloatingGroup | None:
+        """The floating group a host belongs to, if any."""
+        for group in self.floating.values():
+            if host in group.hosts:
+                return group
+        return None
+
+    def service_address(self, host: Host, network: str) -> IPv4Address:
+        """Where others reach a host on a network: its group's floating address
+        there if it has one, else its own."""
+        group = self.floating_of(host.name)
+        floating = group.address_on(network) if group else None
+        return floating or host.address_on(network)
 
     def hosts_on(self, network: str) -> list[Host]:
         """The hosts with an interface on a network, in file order."""
