@@ -86,7 +86,8 @@ def test_nftables_drops_by_default_and_opens_only_the_service(plan):
     assert accepts == [
         'iif "lo" accept',
         "ct state established,related accept",
-        'iifname { "eth0" } ip daddr 10.2.2.2 tcp dport 80 ct state new accept',
+        'iifname { "eth0" } ip daddr 10.2.2.2 tcp dport 80 '
+        'tcp flags & (fin | syn | rst | ack) == syn ct state new accept',
         'iifname { "eth0" } ip daddr 10.2.2.2 icmp type echo-request accept',
     ]
 

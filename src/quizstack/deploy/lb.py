@@ -2,21 +2,33 @@
 
 The configuration passes `haproxy -c` before it replaces the live one; the
 role then waits until HAProxy's own health checks see every server UP, so the
-deployment ends only when the service really is balanced.
+deployment ends only when the service really is balanced. A pair of load
+balancers (lb1, lb2) runs the same configuration on both; keepalived floats
+the service address and the servers' gateway to whichever holds them, and
+moves them when that member's HAProxy stops answering (see vrrp.py).
 """
 
-from quizstack.deploy import ops, render
-from quizstack.deploy.roles import Phase, install_probe
+from quizstack.deploy import ops, render, vrrp
+from quizstack.deploy.roles import Phase, install_probe, scenario_host
 
 CONFIG = "/etc/haproxy/haproxy.cfg"
+# keepalived's test that this member serves: HAProxy answers on its socket.
+SERVING = "/usr/bin/nc -U -z /run/haproxy/admin.sock"
 
 
 def phases(plan, context):
-    return [Phase("loadbalancer", "haproxy", (plan.lb_host,), add_ops, needs=("web: gunicorn",))]
+    found = [Phase("loadbalancer", "haproxy", plan.lb_hosts, add_ops, needs=("web: gunicorn",))]
+    if plan.pair_of(plan.lb_hosts[0]):
+        found.append(Phase("loadbalancer", "keepalived", plan.lb_hosts, add_pair_ops,
+                           needs=("loadbalancer: haproxy",)))
+    return found
 
 
 def add_ops(plan, context):
     up = install_probe("backends_up")
+    if plan.pair_of(scenario_host()):
+        # The backup binds the floating service address before it holds it.
+        vrrp.add_sysctl_ops({"net.ipv4.ip_nonlocal_bind": 1})
     cfg = ops.config_file(CONFIG, render.haproxy_cfg(plan),
                           check=["haproxy", "-c", "-q", "-f", "{}"], name="haproxy.cfg")
     # /run starts empty at boot: the stats socket's directory is made at each start.
@@ -25,3 +37,7 @@ def add_ops(plan, context):
                 restart=(cfg,), priority=300, name="haproxy service")
     ops.wait_until(f"{up} /run/haproxy/admin.sock quiz_servers {len(plan.backends)}",
                    f"all {len(plan.backends)} servers UP in HAProxy", name="wait: backends up")
+
+
+def add_pair_ops(plan, context):
+    vrrp.add_keepalived_ops(plan.pair_of(scenario_host()), SERVING)

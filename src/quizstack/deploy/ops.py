@@ -201,3 +201,12 @@ def sql(statement, database="postgres", masked=False):
     text = QuoteString(HiddenValue(statement) if masked else statement)
     yield StringCommand("runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v",
                         "ON_ERROR_STOP=1", "-d", database, "-c", text)
+
+
+@operation()
+def sysctl(key, value):
+    """Set a kernel parameter now, if it differs (a sysctl.d file keeps it for boots)."""
+    current = host.get_fact(Lines, command=f"sysctl -n {shlex.quote(key)}")
+    if current and current[0].strip() == str(value):
+        return
+    yield StringCommand("sysctl", "-q", "-w", f"{key}={value}")

@@ -30,6 +30,26 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """Hosts of one role that stand in for each other behind floating addresses (VRRP)."""
+
+    name: str                  # the floating group's name
+    role: str
+    vrid: int
+    hosts: tuple               # the preferred host first
+    addresses: tuple           # (network, "address/prefix"), moving together
+    interfaces: dict           # host -> {network: interface name}
+    own: dict                  # host -> {network: its own address}
+    sync_network: str = ""     # where the members talk to each other (adverts, conntrackd)
+
+    def interface(self, host, network):
+        return self.interfaces[host][network]
+
+    def peers(self, host):
+        return tuple(h for h in self.hosts if h != host)
+
+
+@dataclass(frozen=True)
 class Plan:
     port: int
     app_port: int
@@ -48,13 +68,14 @@ class Plan:
     brick: str
     mount: str
     backends: tuple                      # of Backend, in file order
-    lb_host: str
+    lb_hosts: tuple                      # one, or a pair sharing floating addresses
     lb_address: IPv4Address              # the address clients are allowed to reach
-    lb_backend_address: IPv4Address      # on the servers' network
-    fw_host: str
+    lb_backend_addresses: tuple          # each balancer's own address on the servers' network
+    fw_hosts: tuple
     fw_outside: tuple                    # (interface name, subnet) facing the clients
     clients: tuple                       # client host names
-    lab_addresses: dict = field(default_factory=dict)  # host -> all its addresses
+    lab_addresses: dict = field(default_factory=dict)  # host (or floating group) -> addresses
+    pairs: tuple = ()                    # of Pair: the firewall and balancer pairs, if any
 
     @property
     def media_root(self):
@@ -63,6 +84,10 @@ class Plan:
     @property
     def web_hosts(self):
         return tuple(b.name for b in self.backends)
+
+    def pair_of(self, host):
+        """The pair a host belongs to, or None for a host that stands alone."""
+        return next((p for p in self.pairs if host in p.hosts), None)
 
 
 def _settings(topology, section):
@@ -77,6 +102,31 @@ def _one(topology, role):
         raise ScenarioError(f"{_where(topology)}: the service needs exactly one {role} host, "
                             f"found {len(hosts)}")
     return hosts[0]
+
+
+def _one_or_pair(topology, role):
+    """The host of a role, or the hosts of the floating group that plays it."""
+    hosts = topology.with_role(role)
+    if not hosts:
+        raise ScenarioError(f"{_where(topology)}: the service needs a {role} host, found none")
+    if len(hosts) > 1:
+        group = topology.floating_of(hosts[0].name)
+        if group is None or set(group.hosts) != {h.name for h in hosts}:
+            raise ScenarioError(f"{_where(topology)}: the {role} hosts "
+                                f"({', '.join(h.name for h in hosts)}) share no floating group")
+    return hosts
+
+
+def _pair(topology, role, hosts, sync_network):
+    group = topology.floating_of(hosts[0].name)
+    if group is None:
+        return None
+    interfaces = {h.name: {i.network: i.name for i in h.interfaces} for h in hosts}
+    own = {h.name: {i.network: i.address for i in h.interfaces} for h in hosts}
+    return Pair(name=group.name, role=role, vrid=group.vrid,
+                hosts=tuple(group.hosts),
+                addresses=tuple((a.network, a.cidr) for a in group.addresses),
+                interfaces=interfaces, own=own, sync_network=sync_network)
 
 
 def _where(topology):
@@ -100,8 +150,9 @@ def build_plan(topology):
     database = _settings(topology, "database")
 
     db = _one(topology, "database")
-    lb = _one(topology, "loadbalancer")
-    fw = _one(topology, "firewall")
+    lbs = _one_or_pair(topology, "loadbalancer")
+    fws = _one_or_pair(topology, "firewall")
+    lb, fw = lbs[0], fws[0]
     webs = topology.with_role("web")
     nases = topology.with_role("storage")
     clients = topology.with_role("client")
@@ -127,14 +178,26 @@ def build_plan(topology):
         backends.append(Backend(web.name, backend_address))
     storage_hosts = tuple((nas.name, _shared(topology, webs[0], nas)[2]) for nas in nases)
 
-    _, _, lb_front = _shared(topology, fw, lb)
-    outside = []
+    front_net, _, _ = _shared(topology, fw, lb)
+    lb_front = topology.service_address(lb, front_net)
     client_nets = {i.network for c in clients for i in c.interfaces}
-    for i in fw.interfaces:
-        if i.network in client_nets:
-            outside.append((i.name, topology.networks[i.network].subnet))
+    outside_of = {f.name: tuple((i.name, topology.networks[i.network].subnet)
+                                for i in f.interfaces if i.network in client_nets) for f in fws}
+    outside = outside_of[fw.name]
     if not outside:
         raise ScenarioError(f"{_where(topology)}: firewall {fw.name} shares no network with the clients")
+    for other in fws[1:]:
+        # One ruleset for the pair: it names the clients' side by interface.
+        if outside_of[other.name] != outside:
+            raise ScenarioError(f"{_where(topology)}: firewalls {fw.name} and {other.name} face the "
+                                "clients on different interfaces; give them the same names")
+    backend_net = _shared(topology, lb, webs[0])[0]
+    pairs = tuple(p for p in (_pair(topology, "firewall", fws, front_net),
+                              _pair(topology, "loadbalancer", lbs, front_net)) if p)
+    lab_addresses = {h.name: tuple(i.address for i in h.interfaces)
+                     for h in topology.hosts.values()}
+    lab_addresses.update({g.name: tuple(a.address for a in g.addresses)
+                          for g in topology.floating.values()})
 
     app_subnet = topology.networks[db_net].subnet
     return Plan(
@@ -155,12 +218,12 @@ def build_plan(topology):
         brick=str(storage["brick"]),
         mount=str(storage["mount"]),
         backends=tuple(backends),
-        lb_host=lb.name,
+        lb_hosts=tuple(h.name for h in lbs),
         lb_address=lb_front,
-        lb_backend_address=_shared(topology, lb, webs[0])[1],
-        fw_host=fw.name,
-        fw_outside=tuple(outside),
+        lb_backend_addresses=tuple(h.address_on(backend_net) for h in lbs),
+        fw_hosts=tuple(h.name for h in fws),
+        fw_outside=outside,
         clients=tuple(c.name for c in clients),
-        lab_addresses={h.name: tuple(i.address for i in h.interfaces)
-                       for h in topology.hosts.values()},
+        lab_addresses=lab_addresses,
+        pairs=pairs,
     )

@@ -7,6 +7,7 @@ must accept it before it goes live.
 """
 
 HEADER = "# Written by quizstack from the scenario; changes here are overwritten.\n"
+CONNTRACKD_PORT = 3780
 
 
 def postgresql_conf(plan):
@@ -33,10 +34,19 @@ def pg_hba_conf(plan):
 def haproxy_cfg(plan):
     """Round-robin over every app server, health-checked on /healthz.
 
-    Retries with redispatch make a server that dies between two health checks
-    cost a retry on another server instead of a failed request; the response
-    header X-Server names the server that answered, which is what the
-    round-robin check counts.
+    The timings are what the fault drills measured (docs/reliability.md):
+    - a dead server (no answer at all) costs a connect timeout of 500 ms and
+      a retry on another server (`retries` with `redispatch` on every retry);
+      checks twice a second mark it DOWN after two misses;
+    - a hung server (its kernel still accepts connections) is found by its
+      health check timing out, and a read it does not answer within 2 s is
+      retried elsewhere (`retry-on response-timeout`);
+    - writes are never replayed (a quiz created twice is worse than an
+      error): a POST is retried only when its connection failed, so it never
+      reached a server, and it may wait as long as the storage stalls.
+    In a pair of balancers the backup binds the floating service address
+    before it arrives (the role allows non-local binds). The response header
+    X-Server names the server that answered, which the round-robin check counts.
     """
     servers = "".join(
         f"    server {b.name} {b.address}:{plan.app_port} check\n" for b in plan.backends
@@ -53,7 +63,8 @@ def haproxy_cfg(plan):
         "    log global\n"
         "    option httplog\n"
         "    option dontlognull\n"
-        "    timeout connect 2s\n"
+        "    timeout connect 500ms\n"
+        "    timeout check 500ms\n"
         "    timeout client 30s\n"
         "    timeout server 30s\n"
         "    timeout http-request 10s\n"
@@ -71,7 +82,9 @@ def haproxy_cfg(plan):
         "    balance roundrobin\n"
         "    option httpchk GET /healthz\n"
         "    http-check expect status 200\n"
-        "    default-server inter 1s fall 2 rise 1\n"
+        "    http-request set-timeout server 2s if METH_GET\n"
+        "    http-request disable-l7-retry unless METH_GET\n"
+        "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2\n"
         "    http-response set-header X-Server %s\n"
         f"{servers}"
     )
@@ -82,8 +95,23 @@ def nftables_conf(plan):
 
     The firewall itself accepts nothing from anyone (not even SSH); replies to
     allowed connections come back through the forward chain's conntrack rule.
+    A new connection must start with a SYN, so mid-stream packets of a
+    connection this firewall never saw are dropped. A pair of firewalls runs
+    the same ruleset, which also accepts from the members (and only from
+    them) the VRRP adverts and conntrackd's updates that share the
+    connections: established connections survive the loss of either member.
     """
     outside = ", ".join(f'"{name}"' for name, _ in plan.fw_outside)
+    pair = plan.pair_of(plan.fw_hosts[0])
+    members = ""
+    if pair:
+        everywhere = ", ".join(str(a) for h in pair.hosts for a in pair.own[h].values())
+        sync = ", ".join(str(pair.own[h][pair.sync_network]) for h in pair.hosts)
+        members = (
+            "        # The pair: VRRP adverts, and conntrackd's state updates.\n"
+            f"        ip saddr {{ {everywhere} }} ip protocol vrrp accept\n"
+            f"        ip saddr {{ {sync} }} udp dport {CONNTRACKD_PORT} accept\n"
+        )
     return (
         "#!/usr/sbin/nft -f\n" + HEADER +
         "flush ruleset\n"
@@ -92,6 +120,7 @@ def nftables_conf(plan):
         "    chain input {\n"
         "        type filter hook input priority filter; policy drop;\n"
         "        iif \"lo\" accept\n"
+        f"{members}"
         "    }\n"
         "\n"
         "    chain forward {\n"
@@ -99,7 +128,7 @@ def nftables_conf(plan):
         "        ct state established,related accept\n"
         "        ct state invalid drop\n"
         f"        iifname {{ {outside} }} ip daddr {plan.lb_address} tcp dport {plan.port} "
-        "ct state new accept\n"
+        "tcp flags & (fin | syn | rst | ack) == syn ct state new accept\n"
         f"        iifname {{ {outside} }} ip daddr {plan.lb_address} icmp type echo-request accept\n"
         "    }\n"
         "\n"
@@ -142,8 +171,8 @@ def gunicorn_conf(plan, backend):
         "errorlog = '-'\n"
         "timeout = 30\n"
         "graceful_timeout = 10\n"
-        # Only the load balancer reaches the servers, so its X-Forwarded-* are trusted.
-        f"forwarded_allow_ips = '{plan.lb_backend_address}'\n"
+        # Only the load balancers reach the servers, so their X-Forwarded-* are trusted.
+        f"forwarded_allow_ips = '{','.join(map(str, plan.lb_backend_addresses))}'\n"
     )
 
 
@@ -211,3 +240,164 @@ def fstab_line(plan):
     backups = ":".join(others)
     options = "defaults,_netdev" + (f",backup-volfile-servers={backups}" if backups else "")
     return f"{first}:/{plan.volume} {plan.mount} glusterfs {options} 0 0\n"
+
+
+VRRP_ADVERT = 0.2   # seconds between VRRP adverts: a dead master is replaced in about 3.6 of them
+
+
+def keepalived_conf(pair, host, check, notify=None):
+    """VRRP for one member of a pair: the floating addresses move together.
+
+    VRRPv3 allows adverts every 0.2 s, so a silent master is replaced in well
+    under a second. Every member starts as BACKUP with `nopreempt`: the first
+    listed wins the first election, and afterwards a survivor keeps the
+    addresses even when a member with a higher priority comes back (no second
+    interruption for the users). `check` is a command whose failure means this
+    member cannot serve (its HAProxy is dead, its ruleset gone); like a link
+    down it puts the instance in FAULT, which hands the addresses over at once.
+    Taking the addresses sends gratuitous ARPs so the neighbours learn where
+    they went.
+    """
+    position = pair.hosts.index(host)
+    interfaces = pair.interfaces[host]
+    # Adverts travel on the members' own side (never the clients'): VRRPv3
+    # has no authentication, so nobody outside may take part in the election.
+    advert_network = pair.sync_network
+    addresses = "".join(f"        {cidr} dev {interfaces[network]}\n"
+                        for network, cidr in pair.addresses)
+    tracked = "".join(f"        {interfaces[network]}\n" for network, _ in pair.addresses)
+    notify_line = f"    notify {notify}\n" if notify else ""
+    return HEADER + (
+        "global_defs {\n"
+        f"    router_id {host}\n"
+        "    vrrp_version 3\n"
+        "    enable_script_security\n"
+        "    script_user root\n"
+        "}\n"
+        "\n"
+        f"vrrp_script {pair.name}_serving {{\n"
+        f"    script \"{check}\"\n"
+        "    interval 1\n"
+        "    timeout 1\n"
+        "    fall 2\n"
+        "    rise 2\n"
+        "}\n"
+        "\n"
+        f"vrrp_instance {pair.name} {{\n"
+        "    state BACKUP\n"
+        "    nopreempt\n"
+        f"    interface {interfaces[advert_network]}\n"
+        f"    virtual_router_id {pair.vrid}\n"
+        f"    priority {max(1, 150 - 50 * position)}\n"
+        f"    advert_int {VRRP_ADVERT}\n"
+        "    virtual_ipaddress {\n"
+        f"{addresses}"
+        "    }\n"
+        "    track_interface {\n"
+        f"{tracked}"
+        "    }\n"
+        "    track_script {\n"
+        f"        {pair.name}_serving\n"
+        "    }\n"
+        f"{notify_line}"
+        "}\n"
+    )
+
+
+def conntrackd_conf(pair, host):
+    """conntrackd for one firewall of a pair: connection state shared over the sync network.
+
+    FTFW is conntrackd's reliable mode (lost messages are resent); the peer's
+    connections wait in an external cache and are committed to the kernel
+    when this firewall takes the addresses (see vrrp_notify). Only TCP
+    through the firewall is worth sharing: the members' own traffic (VRRP,
+    the sync itself) is ignored.
+    """
+    if len(pair.hosts) != 2:
+        raise ValueError(f"conntrackd shares state between two firewalls, {pair.name} has "
+                         f"{len(pair.hosts)}")
+    (peer,) = pair.peers(host)
+    network = pair.sync_network
+    own = sorted({str(a) for h in pair.hosts for a in pair.own[h].values()}
+                 | {cidr.split("/")[0] for _, cidr in pair.addresses})
+    ignored = "".join(f"            IPv4_address {a}\n" for a in ["127.0.0.1"] + own)
+    return HEADER + (
+        "Sync {\n"
+        "    Mode FTFW {\n"
+        # After handing the addresses over, forget what was learnt as master soon.
+        "        PurgeTimeout 5\n"
+        "    }\n"
+        "    UDP {\n"
+        f"        IPv4_address {pair.own[host][network]}\n"
+        f"        IPv4_Destination_Address {pair.own[peer][network]}\n"
+        f"        Port {CONNTRACKD_PORT}\n"
+        f"        Interface {pair.interfaces[host][network]}\n"
+        "        Checksum on\n"
+        "    }\n"
+        "}\n"
+        "\n"
+        "General {\n"
+        "    HashSize 8192\n"
+        "    HashLimit 65536\n"
+        "    LogFile off\n"
+        "    Syslog off\n"
+        "    LockFile /run/conntrackd.lock\n"
+        "    UNIX {\n"
+        "        Path /run/conntrackd.ctl\n"
+        "    }\n"
+        "    NetlinkBufferSize 2097152\n"
+        "    NetlinkBufferSizeMaxGrowth 8388608\n"
+        "    Filter From Userspace {\n"
+        "        Protocol Accept {\n"
+        "            TCP\n"
+        "        }\n"
+        "        Address Ignore {\n"
+        f"{ignored}"
+        "        }\n"
+        "    }\n"
+        "}\n"
+    )
+
+
+CONNTRACKD_CONF = "/etc/conntrackd/conntrackd.conf"
+VRRP_STATE = "/run/keepalived-{name}.state"
+
+
+def vrrp_notify(pair, conntrackd=False):
+    """The script keepalived runs on every VRRP state change of a member.
+
+    It records the new state where status, the checks and the deployment's
+    readiness wait read it. For firewalls it also moves the connection state:
+    becoming master, the connections the peer shared go into this kernel's
+    table, then the caches start again from the kernel and the peer is sent
+    everything; becoming backup (or faulty), the kernel's own entries are
+    scheduled for purging and a full copy of the master's is requested.
+    """
+    state = VRRP_STATE.format(name=pair.name)
+    text = (
+        "#!/bin/sh\n" + HEADER +
+        "# keepalived calls: notify TYPE NAME STATE PRIORITY\n"
+        f'echo "$3" > {state}.new && mv -f {state}.new {state}\n'
+    )
+    if conntrackd:
+        text += (
+            f"conf={CONNTRACKD_CONF}\n"
+            'case "$3" in\n'
+            "    MASTER)\n"
+            '        conntrackd -C "$conf" -c\n'
+            '        conntrackd -C "$conf" -f\n'
+            '        conntrackd -C "$conf" -R\n'
+            '        conntrackd -C "$conf" -B\n'
+            "        ;;\n"
+            "    BACKUP|FAULT)\n"
+            '        conntrackd -C "$conf" -t\n'
+            '        conntrackd -C "$conf" -n\n'
+            "        ;;\n"
+            "esac\n"
+        )
+    return text + "exit 0\n"
+
+
+def sysctl_conf(settings):
+    """A sysctl.d drop-in (applied at boot by real hosts; live by the role)."""
+    return HEADER + "".join(f"{key} = {value}\n" for key, value in sorted(settings.items()))
