@@ -191,9 +191,13 @@ def _print_services(services):
         if programs:
             shown = ", ".join(f"{name} {state}" for name, state in programs.items())
             print(f"  {host}: {shown}")
-    if services["backends"]:
-        shown = ", ".join(f"{name} {state}" for name, state in services["backends"].items())
-        print(f"backends: {shown}")
+    for lb, backends in services["backends"].items():
+        shown = ", ".join(f"{name} {state}" for name, state in backends.items()) or "none"
+        print(f"backends ({lb}): {shown}")
+    for name, pair in services.get("pairs", {}).items():
+        states = ", ".join(f"{host} {m['state']}" for host, m in pair["members"].items())
+        holder = pair["holder"] or "split or nobody"
+        print(f"pair {name}: {', '.join(pair['addresses'])} on {holder} ({states})")
     if services["volume"]:
         v = services["volume"]
         print(f"volume {v['name']}: {v['online']}/{v['bricks']} bricks online")

@@ -111,9 +111,11 @@ def service_status(lab):
         programs[host] = {line.split()[0]: line.split()[1]
                           for line in done.stdout.splitlines() if len(line.split()) > 1}
     backends = {}
-    if plan.lb_host in running:
-        done = lab.run(plan.lb_host, ["python3", "-c", _HAPROXY_STAT], check=False, timeout=10)
-        backends = parse_haproxy_stat(done.stdout, "quiz_servers")
+    for lb in plan.lb_hosts:
+        if lb in running:
+            done = lab.run(lb, ["python3", "-c", _HAPROXY_STAT], check=False, timeout=10)
+            backends[lb] = parse_haproxy_stat(done.stdout, "quiz_servers")
+    pairs = {pair.name: pair_status(lab, pair, running) for pair in plan.pairs}
     volume = None
     first_nas = plan.storage_hosts[0][0]
     if first_nas in running:
@@ -129,7 +131,34 @@ def service_status(lab):
                                             "-p", str(plan.database_port)], check=False, timeout=10)
         database = {"address": f"{plan.database_address}:{plan.database_port}",
                     "ready": done.returncode == 0}
-    return {"programs": programs, "backends": backends, "volume": volume, "database": database}
+    return {"programs": programs, "backends": backends, "pairs": pairs, "volume": volume,
+            "database": database}
+
+
+def pair_status(lab, pair, running):
+    """Which member holds a pair's floating addresses, and each one's VRRP state.
+
+    Read on the members themselves: the addresses on their interfaces, and
+    the state keepalived's notify script last recorded.
+    """
+    from quizstack.deploy.render import VRRP_STATE
+
+    wanted = {cidr.split("/")[0] for _, cidr in pair.addresses}
+    members = {}
+    for host in pair.hosts:
+        if host not in running:
+            members[host] = {"state": "DOWN", "holds": []}
+            continue
+        done = lab.run(host, ["sh", "-c", f"cat {VRRP_STATE.format(name=pair.name)}; "
+                              "ip -o -4 addr show"], check=False, timeout=10)
+        lines = done.stdout.splitlines()
+        state = lines[0].strip() if lines and not lines[0].startswith(("1:", "2:")) else "?"
+        held = sorted(wanted & {line.split()[3].split("/")[0] for line in lines
+                                if len(line.split()) > 3 and line.split()[2] == "inet"})
+        members[host] = {"state": state, "holds": held}
+    holders = [h for h, m in members.items() if m["holds"]]
+    return {"addresses": sorted(wanted), "holder": holders[0] if len(holders) == 1 else None,
+            "members": members}
 
 
 # Reads HAProxy's stats socket on the load balancer (Debian's python3 only).

@@ -265,7 +265,9 @@ def keepalived_conf(pair, host, check, notify=None):
     advert_network = pair.sync_network
     addresses = "".join(f"        {cidr} dev {interfaces[network]}\n"
                         for network, cidr in pair.addresses)
-    tracked = "".join(f"        {interfaces[network]}\n" for network, _ in pair.addresses)
+    # keepalived tracks the advert interface by itself; the others are named.
+    tracked = "".join(f"        {interfaces[network]}\n" for network, _ in pair.addresses
+                      if network != advert_network)
     notify_line = f"    notify {notify}\n" if notify else ""
     return HEADER + (
         "global_defs {\n"
@@ -293,9 +295,7 @@ def keepalived_conf(pair, host, check, notify=None):
         "    virtual_ipaddress {\n"
         f"{addresses}"
         "    }\n"
-        "    track_interface {\n"
-        f"{tracked}"
-        "    }\n"
+        + ("    track_interface {\n" f"{tracked}" "    }\n" if tracked else "") +
         "    track_script {\n"
         f"        {pair.name}_serving\n"
         "    }\n"
