@@ -9,8 +9,11 @@ here prints; the command line renders the rows.
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
+import secrets
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from quizstack.errors import CheckError
@@ -229,9 +232,99 @@ class Checker:
             + ("answered" if reach.returncode == 0 else "unreachable")))
         return results
 
+    # -- pairs --------------------------------------------------------------------------
+
+    def pairs(self):
+        """Each pair: one member holds all its floating addresses, both serve."""
+        from quizstack.stack import pair_status
+
+        results = []
+        running = set(self.lab.topology.hosts)
+        for pair in self.plan.pairs:
+            status = pair_status(self.lab, pair, running)
+            members = status["members"]
+            holders = [h for h, m in members.items() if m["holds"]]
+            whole = len(holders) == 1 and members[holders[0]]["holds"] == status["addresses"]
+            states = sorted(m["state"] for m in members.values())
+            ok = whole and states == sorted(["MASTER"] + ["BACKUP"] * (len(members) - 1))
+            shown = ", ".join(f"{h} {m['state']}" + (f" holding {', '.join(m['holds'])}"
+                                                     if m["holds"] else "")
+                              for h, m in members.items())
+            results.append(CheckResult(
+                pair.role, f"{pair.name}: one of {', '.join(pair.hosts)} holds "
+                f"{', '.join(status['addresses'])}, the other stands by", ok, shown))
+            if pair.role == "loadbalancer":
+                results.append(self._balancers_serve(pair))
+            if pair.role == "firewall":
+                results.append(self._same_ruleset(pair))
+                results.append(self._connections_shared(pair, status))
+        return results
+
+    def _balancers_serve(self, pair):
+        """Every member's HAProxy sees every server UP: either can take over now."""
+        from quizstack.stack import _HAPROXY_STAT
+
+        seen = {}
+        for host in pair.hosts:
+            done = self._run(host, ["python3", "-c", _HAPROXY_STAT], timeout=20)
+            seen[host] = parse_haproxy_stat(done.stdout, "quiz_servers")
+        want = {b.name for b in self.plan.backends}
+        ok = all({s for s, state in servers.items() if state.startswith("UP")} == want
+                 for servers in seen.values())
+        shown = "; ".join(f"{h}: " + (", ".join(f"{s} {st}" for s, st in servers.items())
+                                       or "no answer") for h, servers in seen.items())
+        return CheckResult(pair.role, f"{pair.name}: HAProxy on {' and '.join(pair.hosts)} "
+                           "sees every server UP", ok, shown)
+
+    def _same_ruleset(self, pair):
+        rulesets = {}
+        for host in pair.hosts:
+            done = self._run(host, ["nft", "list", "table", "inet", "quizstack"], timeout=20)
+            rulesets[host] = done.stdout if done.returncode == 0 else ""
+        texts = set(rulesets.values())
+        ok = len(texts) == 1 and "" not in texts
+        shown = ", ".join(f"{h} {len(t.splitlines())} lines" if t else f"{h} none"
+                          for h, t in rulesets.items())
+        return CheckResult(pair.role, f"{pair.name}: the same nftables ruleset is loaded on "
+                           f"{' and '.join(pair.hosts)}", ok, shown)
+
+    def _connections_shared(self, pair, status):
+        """A connection a client holds through the active firewall is in the
+        standby's conntrackd cache: it would survive a takeover."""
+        from quizstack.deploy.render import CONNTRACKD_CONF
+
+        active = status["holder"]
+        standby = [h for h in pair.hosts if h != active]
+        name = f"{pair.name}: a client's connection through the active firewall is known to the other"
+        if active is None or not standby:
+            return CheckResult(pair.role, name, False, "no single active member")
+        client = self.plan.clients[0]
+        port = 40000 + secrets.randbelow(20000)
+        hold = ("import socket,time\ns=socket.socket()\n"
+                f"s.bind(('', {port}))\ns.settimeout(3)\n"
+                f"s.connect(('{self.plan.lb_address}', {self.plan.port}))\ntime.sleep(4)\n")
+        holder = threading.Thread(target=self._run, args=(client, ["python3", "-c", hold], 30))
+        holder.start()
+        found, deadline = "", time.monotonic() + 3.5
+        try:
+            while not found and time.monotonic() < deadline:
+                time.sleep(0.2)
+                done = self._run(standby[0], ["conntrackd", "-C", CONNTRACKD_CONF, "-e", "ct"],
+                                 timeout=10)
+                found = next((line for line in done.stdout.splitlines()
+                              if f"sport={port} " in line and f"dst={self.plan.lb_address} " in line),
+                             "")
+        finally:
+            holder.join()
+        detail = (f"{client}:{port} -> {self.plan.lb_address}:{self.plan.port} through {active}: "
+                  + ("in " + standby[0] + "'s external cache" if found else
+                     f"not in {standby[0]}'s cache after 3 s"))
+        return CheckResult(pair.role, name, bool(found), detail)
+
     def service(self):
         # In sequence: the round-robin count must see no other request.
-        return self.balancing() + self.storage_and_database() + self.database_placement()
+        return (self.balancing() + self.storage_and_database() + self.database_placement()
+                + self.pairs())
 
     def all(self):
         """Every check; the scans from each client run beside the HTTP checks."""
