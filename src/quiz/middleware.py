@@ -5,7 +5,10 @@ request (see docs/performance.md for what each middleware costs).
 """
 
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
 from django.contrib import messages
@@ -14,12 +17,65 @@ from django.db import connection
 from django.http import HttpResponse
 
 
+def media_root_problem(root):
+    """Why the media root cannot take uploads, or None."""
+    if not os.path.isdir(root):
+        return "media root: not a directory"
+    if not os.access(root, os.R_OK | os.W_OK | os.X_OK):
+        return "media root: not readable and writable"
+    return None
+
+
+class MediaProbe:
+    """Looks at the media root off the health check's own thread.
+
+    The media root is a folder of the shared volume. When a storage node dies,
+    the volume's clients stall every call for up to the volume's ping timeout
+    (seconds), on every server at the same moment; a health check that waited
+    would mark every server DOWN together and turn a storage stall into a
+    total outage. So the probe runs in one background thread per process: the
+    check waits for it only briefly, a probe still running is reported as
+    healthy (the volume is slow, not gone), and only one stuck for longer than
+    any stall the volume is allowed (STUCK seconds) counts as a problem. A
+    missing mount answers at once and still fails the check.
+    """
+
+    WAIT = 0.3
+    STUCK = 10.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = None          # (future, started) while a probe is in flight
+        self.pool = None
+
+    def problem(self, root):
+        with self.lock:
+            if self.running and not self.running[0].done():
+                future, started = self.running
+            else:
+                if self.pool is None:
+                    self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="media-probe")
+                future, started = self.pool.submit(media_root_problem, root), time.monotonic()
+                self.running = (future, started)
+        try:
+            return future.result(timeout=self.WAIT)
+        except FutureTimeout:
+            stalled = time.monotonic() - started
+            if stalled > self.STUCK:
+                return f"media root: not answering for {stalled:.0f} s"
+            return None
+
+
+_media_probe = MediaProbe()
+
+
 def health_problems():
     """What stops this server from serving, as a list of short reasons (empty: healthy).
 
-    Cheap on purpose (the load balancer asks every second or two): one
-    ``SELECT 1`` on the persistent connection and two ``stat``-like calls. It
-    writes nothing: a health check that created files or rows would itself
+    Cheap on purpose (the load balancer asks several times a second): one
+    ``SELECT 1`` on the persistent connection and two ``stat``-like calls on
+    the media root (through MediaProbe, so a stalled volume delays nothing).
+    It writes nothing: a health check that created files or rows would itself
     fill the shared volume and the database.
     """
     problems = []
@@ -30,11 +86,9 @@ def health_problems():
     except Exception as exc:  # any failure means "not healthy", never a 500
         problems.append(f"database: {type(exc).__name__}")
         connection.close_if_unusable_or_obsolete()
-    root = settings.MEDIA_ROOT
-    if not os.path.isdir(root):
-        problems.append("media root: not a directory")
-    elif not os.access(root, os.R_OK | os.W_OK | os.X_OK):
-        problems.append("media root: not readable and writable")
+    media = _media_probe.problem(settings.MEDIA_ROOT)
+    if media:
+        problems.append(media)
     return problems
 
 

@@ -52,6 +52,48 @@ def test_healthz_is_503_when_the_media_root_is_not_writable(client, settings, qu
     assert client.get("/healthz").status_code == 503
 
 
+def test_healthz_answers_at_once_while_the_volume_stalls(client, quiz_media, monkeypatch):
+    """A stalled shared volume stalls every server at once: marking them all
+    DOWN would turn a storage hiccup into an outage (docs/reliability.md)."""
+    import threading
+    import time
+
+    import quiz.middleware
+
+    release = threading.Event()
+    real_isdir = quiz.middleware.os.path.isdir
+
+    def stalled(path):
+        release.wait(5)
+        return real_isdir(path)
+
+    monkeypatch.setattr(quiz.middleware.os.path, "isdir", stalled)
+    try:
+        started = time.monotonic()
+        first, second = client.get("/healthz"), client.get("/healthz")
+        assert time.monotonic() - started < 2
+        assert first.status_code == second.status_code == 200
+    finally:
+        release.set()
+
+
+def test_healthz_is_503_when_the_volume_is_stuck_for_too_long(client, quiz_media, monkeypatch):
+    import threading
+
+    import quiz.middleware
+
+    release = threading.Event()
+    monkeypatch.setattr(quiz.middleware.os.path, "isdir", lambda path: release.wait(5))
+    monkeypatch.setattr(quiz.middleware.MediaProbe, "STUCK", 0.5)
+    try:
+        assert client.get("/healthz").status_code == 200
+        release.wait(0.6)
+        response = client.get("/healthz")
+        assert response.status_code == 503 and b"media root: not answering" in response.content
+    finally:
+        release.set()
+
+
 def test_healthz_is_503_when_the_database_fails(client, monkeypatch):
     import quiz.middleware
 
