@@ -8,7 +8,11 @@ what may exist and finishes it, and `destroy` removes exactly those things,
 in reverse order, tolerating ones that never came to exist.
 
 Entries of `created`: {"kind": "netns", "name": ...}, {"kind": "init", "host": ...},
-{"kind": "forward"}.
+{"kind": "forward"}, {"kind": "cgroup", "controller": "freezer"|"cpu", "path": ...}
+(a fault's cgroup, removed again when the fault is healed).
+
+`faults` lists the faults injected and not yet healed (see faults.py), each
+recorded before it is applied.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def new_state(lab: str, scenario: str, source: str) -> dict:
         "created": [],
         "network": None,      # "done" once bridges, links, addresses and routes exist
         "forward": None,      # {"port", "client", "target", "pid", "start"} while wanted
+        "faults": [],         # active faults: {"kind", "host", ..., "began", "t"}
     }
 
 
@@ -40,16 +45,25 @@ def add_created(state: dict, entry: dict) -> bool:
     return True
 
 
+def remove_created(state: dict, entry: dict) -> bool:
+    """Drop an entry once what it records is gone; True if the state changed."""
+    if entry not in state["created"]:
+        return False
+    state["created"].remove(entry)
+    return True
+
+
 def created(state: dict, kind: str) -> list[dict]:
     return [e for e in state["created"] if e["kind"] == kind]
 
 
 def teardown_order(state: dict) -> list[dict]:
     """Created entries in the order destroy removes them: processes first
-    (forward, then inits), then namespaces, each group in reverse order."""
+    (forward, then inits), then cgroups (empty once the processes are gone),
+    then namespaces, each group in reverse order."""
     entries = list(reversed(state["created"]))
-    rank = {"forward": 0, "init": 1, "netns": 2}
-    return sorted(entries, key=lambda e: rank.get(e["kind"], 3))
+    rank = {"forward": 0, "init": 1, "cgroup": 2, "netns": 3}
+    return sorted(entries, key=lambda e: rank.get(e["kind"], 4))
 
 
 def load(path: Path) -> dict | None:
