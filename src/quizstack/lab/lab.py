@@ -4,7 +4,8 @@ Lab is the only place that creates namespaces, links, mounts and processes.
 Hosts are network + mount + UTS + IPC + PID namespaces with supervisord as
 PID 1 and copy-on-write /etc, /var, /run, /tmp, /root, /home; networks are
 bridges in a namespace of the lab's own (see plan.py for names, boot.py for
-how a host starts, docs/lab.md for the whole picture).
+how a host starts, faults.py for the faults `quizstack chaos` injects,
+docs/lab.md for the whole picture).
 
 Every operation takes the lab's lock (flock on <state_dir>/lock), so two
 commands never interleave; the lock's descriptor is passed to the helper
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 from quizstack.errors import CommandError, LabError
-from quizstack.lab import plan, procs, render, state as statefile
+from quizstack.lab import faults as faultlib, plan, procs, render, state as statefile
 from quizstack.lab.boot import HOST_ENV, TREES, prepare_layers
 from quizstack.topology import Topology, parse_scenario
 
@@ -275,6 +276,8 @@ class Lab:
                     f"(saved in {self._scenario_copy}); run `quizstack destroy` first"
                 )
             self._ensure_network(topo, st, progress)
+            # "The next up repairs everything": faults too, even half-injected ones.
+            faultlib.heal(self, st, progress=progress)
             self._start_hosts(topo, st, progress)
             self._restore_forward(topo, st, progress)
 
@@ -335,10 +338,13 @@ class Lab:
         (etc / "hostname").write_text(render.etc_hostname(host))
         (etc / "hosts").write_text(render.etc_hosts(topo, self.name))
 
-    def _start_hosts(self, topo: Topology, st: dict, progress):
-        todo = [h for h in topo.hosts.values() if self._running(h.name) is None]
+    def _start_hosts(self, topo: Topology, st: dict, progress, only: list[str] | None = None):
+        """Boot the hosts that are not running (of `only`, if given: a healed kill)."""
+        todo = [h for h in topo.hosts.values()
+                if (only is None or h.name in only) and self._running(h.name) is None]
         if not todo:
-            progress(f"hosts: all {len(topo.hosts)} running")
+            if only is None:
+                progress(f"hosts: all {len(topo.hosts)} running")
             return
         self._kill_stray_inits([h.name for h in todo])
         for host in todo:
@@ -418,6 +424,10 @@ class Lab:
         self._require_root()
         with self._locked():
             st = self._require_state()
+            # A frozen host (or a frozen forward, in its client) would not die;
+            # a powered-off lab has no faults: killed hosts stay off, the next
+            # boot starts stopped programs.
+            faultlib.heal(self, st, boot=False, progress=progress)
             self._kill_forward(st, keep_wanted=True)
             running = {h: r for h in self.topology.hosts if (r := self._running(h))}
             if not running:
@@ -448,6 +458,7 @@ class Lab:
             if st.get("network") != "done":
                 raise LabError(f"lab {self.name} was never completely created; run `quizstack up`")
             self._ensure_network(topo, st, progress)
+            faultlib.heal(self, st, progress=progress)
             self._start_hosts(topo, st, progress)
             self._restore_forward(topo, st, progress)
 
@@ -471,6 +482,8 @@ class Lab:
             return
         with self._locked():
             st = self._load() or statefile.new_state(self.name, "?", "?")
+            # Frozen processes (cgroup v1) ignore SIGKILL until thawed.
+            faultlib.thaw_all(st)
             self._kill_forward(st, keep_wanted=False)
             inits = [r for e in statefile.created(st, "init") if (r := self._init_record(e["host"]))]
             left = procs.kill_all(inits, KILL_TIMEOUT)
@@ -484,6 +497,10 @@ class Lab:
             strays = self._kill_in_netns(netns)
             if strays:
                 progress(f"processes: {len(strays)} more killed in the lab's namespaces")
+            cgroups = faultlib.remove_cgroups(self, st)
+            if cgroups:
+                self._save(st)
+                progress(f"cgroups: {cgroups} removed")
             self._umount_leftovers()
             existing = [n for n in netns if os.path.exists(plan.netns_path(n))]
             if existing:
@@ -506,10 +523,12 @@ class Lab:
     # -- status, entering hosts -------------------------------------------------------
 
     def status(self) -> dict:
-        """Plain data: the lab, its hosts (running, init pid, interfaces), the forward."""
+        """Plain data: the lab, its hosts (running, init pid, interfaces, active
+        faults), the forward."""
         self._require_root()
         st = self._require_state()
         topo = self.topology
+        active = st.get("faults", [])
         hosts = []
         for h in topo.hosts.values():
             rec = self._running(h.name)
@@ -521,6 +540,7 @@ class Lab:
                 "netns": plan.host_netns(self.name, h.name),
                 "interfaces": [{"name": i.name, "network": i.network, "address": i.cidr}
                                for i in h.interfaces],
+                "faults": [dict(f) for f in active if f["host"] == h.name],
             })
         fwd = st.get("forward")
         forward = None
@@ -575,6 +595,29 @@ class Lab:
         if check and proc.returncode != 0:
             raise CommandError(where, argv, proc.returncode, (out or "") + (err or ""))
         return result
+
+    # -- faults (quizstack chaos) -----------------------------------------------------
+
+    def inject(self, kind: str, host: str, **params) -> dict:
+        """Inject a fault into a running host: kill, cut, freeze, slow (cpu=PERCENT)
+        or stop (service=PROGRAM); returns its record, whose `t` is the wall
+        clock when it took full effect. See faults.py."""
+        self._require_root()
+        with self._locked():
+            return faultlib.inject(self, self._require_state(), kind, host, params)
+
+    def heal(self, host: str | None = None, progress=None) -> list[dict]:
+        """Undo every active fault (of one host, or all), thaw first; returns the
+        healed records, each `t` the wall clock when it was healed."""
+        self._require_root()
+        with self._locked():
+            return faultlib.heal(self, self._require_state(), host, progress=progress)
+
+    def faults(self) -> list[dict]:
+        """The active faults (a `t` of None: an injection a crash interrupted)."""
+        self._require_root()
+        with self._locked():
+            return [dict(f) for f in self._require_state().get("faults", [])]
 
     # -- the loopback forward ---------------------------------------------------------
 

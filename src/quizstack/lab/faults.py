@@ -1,0 +1,513 @@
+"""Faults injected into the hosts of a running lab, and healed: the lab's half of `quizstack chaos`.
+
+An experiment needs faults that look, from the other hosts, like the real
+thing, that take effect within milliseconds (so the moment can be lined up
+with the clients' request timestamps) and that a crash can never leave
+behind. So each fault is one kernel mechanism, applied to the host from
+outside, never by asking the host itself: `kill` is a power cut (its links
+go down on the bridge side, then its init is SIGKILLed, which ends its whole
+PID namespace; its files stay), `cut` a pulled cable (links down, processes
+untouched), `freeze` a hung host (every process stopped by the cgroup v1
+freezer while the kernel still answers ARP, ping and TCP handshakes), `slow`
+a starved one (a CFS quota of the cpu controller) and `stop` a crashed
+service (supervisord stops one program, over its control socket). Every
+fault is written to state.json before it is applied, and every cgroup
+before it is made, so `heal`, `up`, `start`, `stop` and `destroy` find and
+undo exactly what is there, even after a kill -9 in the middle of an
+injection; healing each kind is idempotent for that reason. (The functions
+take the Lab, for its commands, state file and boot path, and the state it
+loaded under its lock; Lab.inject/heal/faults are thin wrappers.)
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import os
+import signal
+import socket
+import time
+import xmlrpc.client
+
+from quizstack.errors import LabError
+from quizstack.lab import plan, procs, render, state as statefile
+from quizstack.topology import Host
+
+KINDS = ("kill", "cut", "freeze", "slow", "stop")
+PARAMS = {"kill": (), "cut": (), "freeze": (), "slow": ("cpu",), "stop": ("service",)}
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+FREEZER = "freezer"
+CPU = "cpu"
+CGROUP_OF = {"freeze": FREEZER, "slow": CPU}
+CFS_PERIOD_US = 100_000
+
+KILL_TIMEOUT = 10.0
+FREEZE_TIMEOUT = 5.0
+CGROUP_TIMEOUT = 5.0
+RPC_TIMEOUT = 60.0
+MAX_SWEEPS = 50
+
+# Healing runs in this order whatever order the faults came in: thaw first
+# (nothing else works on a frozen host: not SIGKILL, not supervisord), give
+# the CPU back, bring the links up, then boot killed hosts and start the
+# stopped programs, which need a running, reachable host.
+STEPS = ("thaw", "unslow", "links", "boot", "start")
+STEPS_OF = {"freeze": ("thaw",), "slow": ("unslow",), "cut": ("links",),
+            "kill": ("links", "boot"), "stop": ("start",)}
+STOPPABLE = ("RUNNING", "STARTING", "BACKOFF")
+ALREADY_STARTED = 60    # supervisor.xmlrpc.Faults (supervisor is the machine's, not our dependency)
+
+
+def _nothing(message):
+    pass
+
+
+# -- pure helpers --------------------------------------------------------------------
+
+
+def check_percent(value) -> int:
+    """A CPU share as a whole percentage of one CPU, 1..100 ("20" and "20%" too)."""
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        digits = value.strip().removesuffix("%")
+        number = int(digits) if digits.isascii() and digits.isdigit() else None
+    if number is None or not 1 <= number <= 100:
+        raise LabError(f"bad CPU percentage {value!r}: a whole number from 1 to 100 (of one CPU)")
+    return number
+
+
+def check_params(kind: str, params: dict) -> dict:
+    """The fault's parameters, checked and normalized: {}, {"cpu": 20} or {"service": "web"}."""
+    if kind not in PARAMS:
+        raise LabError(f"unknown fault {kind!r} (faults: {', '.join(KINDS)})")
+    wanted = PARAMS[kind]
+    extra = sorted(set(params) - set(wanted))
+    if extra:
+        raise LabError(f"fault {kind} takes no {', '.join(extra)}"
+                       + (f" (only {', '.join(wanted)})" if wanted else ""))
+    missing = [p for p in wanted if params.get(p) is None]
+    if missing:
+        raise LabError(f"fault {kind} needs {missing[0]}"
+                       + (" (a percentage of one CPU, 1..100)" if missing[0] == "cpu" else
+                          " (the name of a supervisor program on the host)"))
+    if kind == "slow":
+        return {"cpu": check_percent(params["cpu"])}
+    if kind == "stop":
+        service = params["service"]
+        if not isinstance(service, str) or not service or any(c.isspace() for c in service):
+            raise LabError(f"bad program name {service!r}")
+        return {"service": service}
+    return {}
+
+
+def cgroup_name(lab: str, host: str) -> str:
+    """No '-' in lab names (plan.py), so quizstack-<lab>-<host> is one lab's, one host's."""
+    return f"quizstack-{lab}-{host}"
+
+
+def cgroup_path(controller: str, lab: str, host: str) -> str:
+    return f"{CGROUP_ROOT}/{controller}/{cgroup_name(lab, host)}"
+
+
+def cpu_quota_us(percent: int) -> int:
+    return CFS_PERIOD_US * percent // 100
+
+
+def link_batch(host: Host, up: bool) -> str:
+    """`ip -n qs-<lab> -batch` text: the bridge-side veths of a host, up or down.
+
+    The bridge side, not the host's eth<n>: the host's own view of its
+    interfaces (UP, addresses, routes) stays as it was, as when a cable is
+    pulled out of the switch; the carrier is lost on both ends.
+    """
+    state = "up" if up else "down"
+    return "".join(f"link set {plan.veth_name(host.name, i)} {state}\n"
+                   for i in range(len(host.interfaces)))
+
+
+def heal_plan(faults: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The steps that undo these faults, in STEPS order, each with the faults it acts on."""
+    return [(step, group) for step in STEPS
+            if (group := [f for f in faults if step in STEPS_OF[f["kind"]]])]
+
+
+# -- inject -----------------------------------------------------------------------------
+
+
+def inject(lab, st: dict, kind: str, host: str, params: dict) -> dict:
+    """Check, record, apply; returns a copy of the fault record.
+
+    The record: {"kind", "host", "cpu" (slow) | "service" (stop), "began": wall
+    clock just before the first change, "t": wall clock once the fault is in
+    full effect (kill: the init is gone; cut: links down; freeze: the freezer
+    reads FROZEN; slow: every process under the quota; stop: the program
+    stopped), None until then}. Everything that can be refused is refused
+    before anything is recorded or changed. If applying fails, the fault is
+    healed at once and the error raised; a crash instead leaves the record
+    (t None) for the next heal or up.
+    """
+    params = check_params(kind, params)
+    topo = lab.topology
+    if host not in topo.hosts:
+        raise LabError(f"lab {lab.name}: no host {host!r} (hosts: {', '.join(topo.hosts)})")
+    active = st.setdefault("faults", [])
+    mine = {f["kind"]: f for f in active if f["host"] == host}
+    if kind in mine:
+        raise LabError(f"lab {lab.name}: host {host} already has a {kind} fault; heal it first")
+    init = lab._running(host)
+    if init is None:
+        why = "it was killed; heal it first" if "kill" in mine else "start it first"
+        raise LabError(f"lab {lab.name}: cannot {kind} host {host}: it is not running ({why})")
+    if kind in CGROUP_OF:
+        hierarchy = f"{CGROUP_ROOT}/{CGROUP_OF[kind]}"
+        if not os.path.isfile(f"{hierarchy}/cgroup.procs"):
+            raise LabError(f"fault {kind} needs the cgroup v1 {CGROUP_OF[kind]} controller "
+                           f"mounted at {hierarchy}, and it is not")
+    if kind == "stop":
+        if "freeze" in mine:
+            raise LabError(f"lab {lab.name}: host {host} is frozen; heal it before stopping a program")
+        _check_program(lab, host, init, params["service"])
+    fault = {"kind": kind, "host": host, **params, "began": time.time(), "t": None}
+    active.append(fault)
+    if kind in CGROUP_OF:
+        statefile.add_created(st, _cgroup_entry(CGROUP_OF[kind], lab.name, host))
+    lab._save(st)
+    try:
+        _APPLY[kind](lab, fault, init)
+    except Exception as exc:
+        try:
+            _heal(lab, st, [fault], boot=True, progress=_nothing)
+        except Exception:
+            pass    # the record stays: the next heal or up finishes the job
+        if isinstance(exc, OSError):     # a cgroup file refused a write
+            raise LabError(f"lab {lab.name}: {kind} {host} failed, undone: {exc}") from exc
+        raise
+    fault["t"] = time.time()
+    lab._save(st)
+    return dict(fault)
+
+
+def _apply_kill(lab, fault, init):
+    host = fault["host"]
+    _set_links(lab, [host], up=False)
+    procs.signal_record(init, signal.SIGKILL)
+    # A task frozen by the v1 freezer acts on SIGKILL only once thawed. Thawing
+    # after the signal is queued means the init dies as soon as it runs, and
+    # takes the rest of its PID namespace with it.
+    freezer = cgroup_path(FREEZER, lab.name, host)
+    if os.path.isdir(freezer):
+        _write(f"{freezer}/freezer.state", "THAWED")
+    if procs.wait_gone([init], time.monotonic() + KILL_TIMEOUT):
+        raise LabError(f"lab {lab.name}: host {host}: init (pid {init['pid']}) still alive "
+                       f"{KILL_TIMEOUT:.0f} s after SIGKILL")
+
+
+def _apply_cut(lab, fault, init):
+    _set_links(lab, [fault["host"]], up=False)
+
+
+def _apply_freeze(lab, fault, init):
+    path = cgroup_path(FREEZER, lab.name, fault["host"])
+    os.makedirs(path, exist_ok=True)     # exists only if an interrupted run made it
+    _enlist(path, _host_netns_inode(lab, fault["host"]))
+    state_file = f"{path}/freezer.state"
+    _write(state_file, "FROZEN")
+    deadline = time.monotonic() + FREEZE_TIMEOUT
+    delay = 0.001
+    while (state := _read(state_file)) != "FROZEN":
+        if time.monotonic() > deadline:
+            raise LabError(f"lab {lab.name}: host {fault['host']} did not freeze in "
+                           f"{FREEZE_TIMEOUT:.0f} s (freezer state {state}): a process stuck in the kernel?")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+        # A v1 freezer retries the tasks it could not stop yet on each write.
+        _write(state_file, "FROZEN")
+
+
+def _apply_slow(lab, fault, init):
+    path = cgroup_path(CPU, lab.name, fault["host"])
+    os.makedirs(path, exist_ok=True)
+    # The quota is in place before the first process moves in: no moment at full speed.
+    _write(f"{path}/cpu.cfs_period_us", str(CFS_PERIOD_US))
+    _write(f"{path}/cpu.cfs_quota_us", str(cpu_quota_us(fault["cpu"])))
+    _enlist(path, _host_netns_inode(lab, fault["host"]))
+
+
+def _apply_stop(lab, fault, init):
+    try:
+        with _supervisor(init) as rpc:
+            rpc.supervisor.stopProcess(fault["service"], True)
+    except xmlrpc.client.Fault as exc:
+        raise LabError(f"lab {lab.name}: host {fault['host']}: cannot stop {fault['service']}: "
+                       f"{exc.faultString}") from None
+    except OSError as exc:
+        raise LabError(f"lab {lab.name}: host {fault['host']}: supervisord does not answer "
+                       f"({exc})") from None
+
+
+_APPLY = {"kill": _apply_kill, "cut": _apply_cut, "freeze": _apply_freeze,
+          "slow": _apply_slow, "stop": _apply_stop}
+
+
+# -- heal ---------------------------------------------------------------------------------
+
+
+def heal(lab, st: dict, host: str | None = None, *, boot: bool = True, progress=None) -> list[dict]:
+    """Undo every recorded fault (of one host, or all); returns what was healed.
+
+    boot=False is for a lab about to be powered off (`stop`): killed hosts stay
+    off and stopped programs are left to the next boot, which starts them.
+    """
+    if host is not None and host not in lab.topology.hosts:
+        raise LabError(f"lab {lab.name}: no host {host!r} (hosts: {', '.join(lab.topology.hosts)})")
+    chosen = [f for f in st.get("faults", []) if host is None or f["host"] == host]
+    return _heal(lab, st, chosen, boot=boot, progress=progress or _nothing)
+
+
+def _heal(lab, st, chosen, boot, progress) -> list[dict]:
+    healed = []
+
+    def finished(step, group):
+        # A fault is healed after the last of its steps; each step is saved,
+        # so a crash in between repeats only what is left (all idempotent).
+        now = time.time()
+        for fault in group:
+            if STEPS_OF[fault["kind"]][-1] == step and fault in st["faults"]:
+                st["faults"].remove(fault)
+                healed.append(dict(fault, injected=fault["t"], t=now))
+                progress(f"fault: {fault['kind']} {fault['host']} healed")
+        lab._save(st)
+
+    for step, group in heal_plan(chosen):
+        if step in ("thaw", "unslow"):
+            controller = FREEZER if step == "thaw" else CPU
+            for fault in group:
+                entry = _cgroup_entry(controller, lab.name, fault["host"])
+                _remove_cgroup(lab, entry["path"], thaw=controller == FREEZER)
+                statefile.remove_created(st, entry)
+        elif step == "links":
+            _set_links(lab, sorted({f["host"] for f in group}), up=True)
+        elif step == "boot" and boot:
+            # The lab's own boot path: boot files, stray-init check, readiness.
+            lab._start_hosts(lab.topology, st, progress, only=[f["host"] for f in group])
+        elif step == "start" and boot:
+            # A program that will not start again is reported, but its record
+            # goes: the stop was undone as far as it can be, and a broken
+            # program must not make every later up fail.
+            errors = []
+            for fault in group:
+                try:
+                    _start_program(lab, fault)
+                except LabError as exc:
+                    errors.append(exc)
+            finished(step, group)
+            if errors:
+                raise errors[0]
+            continue
+        finished(step, group)
+    return healed
+
+
+def _start_program(lab, fault):
+    init = lab._running(fault["host"])
+    if init is None:
+        return      # the host is off: its next boot starts the program
+    try:
+        with _supervisor(init) as rpc:
+            rpc.supervisor.startProcess(fault["service"], True)
+    except xmlrpc.client.Fault as exc:
+        if exc.faultCode == ALREADY_STARTED:
+            return  # a boot (or someone) started it already
+        raise LabError(f"lab {lab.name}: host {fault['host']}: program {fault['service']} "
+                       f"did not start again: {exc.faultString}") from None
+    except OSError as exc:
+        raise LabError(f"lab {lab.name}: host {fault['host']}: supervisord does not answer "
+                       f"({exc})") from None
+
+
+# -- destroy's part -------------------------------------------------------------------------
+
+
+def thaw_all(st: dict):
+    """Before destroy kills anything: a frozen task cannot die (cgroup v1)."""
+    for entry in statefile.created(st, "cgroup"):
+        if entry["controller"] == FREEZER and os.path.isdir(entry["path"]):
+            _write(f"{entry['path']}/freezer.state", "THAWED")
+
+
+def remove_cgroups(lab, st: dict) -> int:
+    """Every cgroup the state records, removed (after the processes are gone)."""
+    removed = 0
+    for entry in list(statefile.created(st, "cgroup")):
+        removed += _remove_cgroup(lab, entry["path"], thaw=entry["controller"] == FREEZER)
+        statefile.remove_created(st, entry)
+    return removed
+
+
+# -- links, cgroups, supervisord ----------------------------------------------------------------
+
+
+def _set_links(lab, hosts: list[str], up: bool):
+    topo = lab.topology
+    text = "".join(link_batch(topo.host(h), up) for h in hosts)
+    netns = plan.lab_netns(lab.name)
+    lab._run(["ip", "-n", netns, "-batch", "-"], input=text, where=f"lab {lab.name}: netns {netns}")
+
+
+def _cgroup_entry(controller: str, lab: str, host: str) -> dict:
+    return {"kind": "cgroup", "controller": controller, "path": cgroup_path(controller, lab, host)}
+
+
+def _host_netns_inode(lab, host: str) -> int:
+    inode = procs.netns_inode(plan.netns_path(plan.host_netns(lab.name, host)))
+    if inode is None:
+        raise LabError(f"lab {lab.name}: host {host} has no network namespace (run `quizstack up`)")
+    return inode
+
+
+def _write(path: str, value: str):
+    """One write(2) per value: cgroup files take one pid or setting per write."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _members(path: str) -> set[int]:
+    try:
+        return {int(line) for line in _read(f"{path}/cgroup.procs").split()}
+    except FileNotFoundError:
+        return set()
+
+
+def _attach(path: str, pid: int):
+    """Move a process (all its threads) into the cgroup at path; gone is fine."""
+    try:
+        _write(f"{path}/cgroup.procs", str(pid))
+    except ProcessLookupError:
+        pass
+    except OSError as exc:
+        raise LabError(f"cannot move pid {pid} into {path}: {exc.strerror}") from None
+
+
+def _netns_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _enlist(path: str, inode: int):
+    """Move every process of the host (those in its network namespace) into a cgroup.
+
+    A process may fork between the scan and its move, and its child starts in
+    the old cgroup: scan again until a whole scan finds nobody left out.
+    Children forked after their parent moved are born inside.
+    """
+    for _ in range(MAX_SWEEPS):
+        inside = _members(path)
+        outside = [r for r in procs.processes_in_netns({inode}) if r["pid"] not in inside]
+        if not outside:
+            break
+        for rec in outside:
+            _attach(path, rec["pid"])
+    else:
+        raise LabError(f"{path}: new processes kept appearing after {MAX_SWEEPS} sweeps")
+    # A pid the kernel reused between a scan and its write would have brought
+    # in a stranger: only the host's own processes stay.
+    root = os.path.dirname(path)
+    for pid in _members(path):
+        ns = _netns_of(pid)
+        if ns is not None and ns != inode:
+            _attach(root, pid)
+
+
+def _remove_cgroup(lab, path: str, thaw: bool) -> bool:
+    """Thaw (freezer), move whatever is inside back to the root cgroup, rmdir.
+
+    True if there was one to remove. Tolerates a cgroup never made.
+    """
+    if not os.path.isdir(path):
+        return False
+    if thaw:
+        _write(f"{path}/freezer.state", "THAWED")
+    root = os.path.dirname(path)
+    deadline = time.monotonic() + CGROUP_TIMEOUT
+    while True:
+        for pid in _members(path):
+            _attach(root, pid)
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            # EBUSY: a member forked while we moved it out; go again.
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise LabError(f"lab {lab.name}: cannot remove cgroup {path}: {exc.strerror}") from None
+        time.sleep(0.01)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = socket_path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._socket_path)
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, socket_path: str, timeout: float):
+        super().__init__()
+        self._socket_path = socket_path
+        self._timeout = timeout
+
+    def make_connection(self, host):
+        # Kept where Transport.close() (ServerProxy's `with`) finds and closes it.
+        if not self._connection[1]:
+            self._connection = host, _UnixConnection(self._socket_path, self._timeout)
+        return self._connection[1]
+
+
+def _supervisor(init: dict, timeout: float = RPC_TIMEOUT) -> xmlrpc.client.ServerProxy:
+    """The host's supervisord, over its control socket reached through /proc/<init>/root.
+
+    The same XML-RPC calls `supervisorctl stop|start` makes, without starting
+    an interpreter inside the host: a fault takes milliseconds, not a quarter second.
+    """
+    path = f"/proc/{init['pid']}/root{render.SUPERVISOR_SOCKET}"
+    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(path, timeout))
+
+
+def programs(init: dict) -> dict[str, str]:
+    """The host's supervisor programs: {name: state} (group:name inside a group)."""
+    with _supervisor(init, timeout=10) as rpc:
+        infos = rpc.supervisor.getAllProcessInfo()
+    return {(i["name"] if i["group"] == i["name"] else f"{i['group']}:{i['name']}"): i["statename"]
+            for i in infos}
+
+
+def _check_program(lab, host: str, init: dict, service: str):
+    try:
+        found = programs(init)
+    except (OSError, xmlrpc.client.Error) as exc:
+        raise LabError(f"lab {lab.name}: host {host}: supervisord does not answer ({exc})") from None
+    if service not in found:
+        raise LabError(f"lab {lab.name}: host {host} has no program {service!r} "
+                       f"(programs: {', '.join(sorted(found)) or 'none'})")
+    if found[service] not in STOPPABLE:
+        raise LabError(f"lab {lab.name}: host {host}: program {service} is "
+                       f"{found[service]}, not running: nothing to stop")
