@@ -258,6 +258,88 @@ def cmd_map(args):
     return 0
 
 
+def cmd_chaos(args):
+    action = args.chaos_command
+    if action == "list":
+        from quizstack.chaos.experiments import EXPERIMENTS
+
+        for experiment in EXPERIMENTS.values():
+            print(f"  {experiment.name:<13} {experiment.summary}")
+        print(f"  {'random':<13} kill and heal one host at a time, at random "
+              "(--minutes M --seed S)")
+        return 0
+    lab = _lab(args)
+    if action == "faults":
+        faults = lab.faults()
+        for fault in faults:
+            params = " ".join(f"{k}={fault[k]}" for k in ("cpu", "service") if fault.get(k))
+            print(f"  {fault['host']}: {fault['kind']} {params}".rstrip())
+        if not faults:
+            print("no active fault")
+        return 0
+    if action == "heal":
+        healed = lab.heal(args.host, progress=_progress)
+        shown = ", ".join(f"{f['kind']} {f['host']}" for f in healed)
+        print(f"healed: {shown}" if healed else "nothing to heal")
+        return 0
+    if action == "run":
+        return _chaos_run(lab, args)
+    params = {}
+    if action == "slow":
+        params["cpu"] = args.cpu
+    if action == "stop":
+        params["service"] = args.service
+    fault = lab.inject(action, args.host, **params)
+    print(f"{action} {args.host}: done (heal with `quizstack chaos heal {args.host}`)")
+    return 0 if fault else 1
+
+
+def _chaos_run(lab, args):
+    from quizstack.chaos import report, runner
+
+    settings = runner.Settings(warmup=args.warmup, hold=args.hold, after=args.after,
+                               rate=args.rate, workers=args.workers, writes=args.writes,
+                               seed=args.seed)
+    progress = (lambda message: None) if args.json else _progress
+    if not args.json:
+        print(f"lab {lab.name}: chaos run {args.name}", flush=True)
+    if args.name == "random":
+        result = runner.run_random(lab, args.minutes, args.seed if args.seed is not None else 1,
+                                   settings, progress)
+    else:
+        result = runner.run(lab, args.name, settings, progress)
+    if args.plot:
+        from quizstack.chaos.plot import timeline_svg
+
+        requests, _ = _run_records(result)
+        with open(args.plot, "w") as f:
+            f.write(timeline_svg(requests, result["events"], f"{args.name} ({result['run']})"))
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for line in report.lines(result["summary"]):
+            print(f"  {line}")
+        for item in result["lost"]:
+            what = item.get("id") or item.get("quiz")
+            print(f"  LOST {item.get('ack')} {what}: {item.get('why')}")
+        print(f"records: {result['folder']}" + (f"; timeline: {args.plot}" if args.plot else ""))
+    return 0 if not result["lost"] else 1
+
+
+def _run_records(result):
+    from pathlib import Path
+
+    requests, acks = [], []
+    for path in sorted(Path(result["folder"]).glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            (acks if "ack" in item else requests).append(item)
+    return [r for r in requests if "kind" in r], acks
+
+
 def cmd_open(args):
     url = _lab(args).open_forward(port=args.port, client=args.client)
     print(url)
@@ -321,6 +403,40 @@ def build_parser():
     op = lab_command("open", cmd_open, "the service on 127.0.0.1:PORT, entering the lab as a client")
     op.add_argument("--port", type=int, default=8080)
     op.add_argument("--client", help="client host to enter as (default: the first client)")
+
+    chaos = lab_command("chaos", cmd_chaos, "inject faults, run fault experiments under load")
+    chaos_sub = chaos.add_subparsers(dest="chaos_command", metavar="ACTION")
+    chaos_sub.required = True
+    for kind, text in (("kill", "power cut: every process killed, links down"),
+                       ("cut", "links down: a partition"),
+                       ("freeze", "every process stopped: a hung host"),
+                       ("slow", "a CPU quota on the host's processes"),
+                       ("stop", "stop one service of the host")):
+        fault = chaos_sub.add_parser(kind, help=text)
+        fault.add_argument("host")
+        if kind == "slow":
+            fault.add_argument("--cpu", type=int, required=True, metavar="PERCENT",
+                               help="share of one CPU the host may use (1-100)")
+        if kind == "stop":
+            fault.add_argument("service", help="the program under the host's init (quiz, haproxy, ...)")
+    heal = chaos_sub.add_parser("heal", help="undo the faults of a host, or all")
+    heal.add_argument("host", nargs="?")
+    chaos_sub.add_parser("faults", help="the active faults")
+    chaos_sub.add_parser("list", help="the built-in experiments")
+    crun = chaos_sub.add_parser("run", help="an experiment under load, measured from the clients")
+    crun.add_argument("name", help="web-kill, web-stop, web-freeze, storage-kill, lb-kill, "
+                      "fw-kill, or random")
+    crun.add_argument("--hold", type=float, default=10.0, help="seconds the fault lasts (10)")
+    crun.add_argument("--warmup", type=float, default=5.0, help="seconds of load before it (5)")
+    crun.add_argument("--after", type=float, default=5.0,
+                      help="seconds of load once the service converged (5)")
+    crun.add_argument("--rate", type=float, default=20.0, help="requests/s from each client (20)")
+    crun.add_argument("--workers", type=int, default=8, help="users at once on each client (8)")
+    crun.add_argument("--writes", type=float, default=0.15, help="share of writing actions (0.15)")
+    crun.add_argument("--minutes", type=float, default=10.0, help="random: how long (10)")
+    crun.add_argument("--seed", type=int, help="random: the schedule's seed (1)")
+    crun.add_argument("--json", action="store_true", help="the whole result as JSON")
+    crun.add_argument("--plot", metavar="FILE.svg", help="draw the timeline")
 
     app = sub.add_parser("app", help="run the QUIZ application itself (needs DATABASE_URL)")
     app_sub = app.add_subparsers(dest="app_command", metavar="ACTION")

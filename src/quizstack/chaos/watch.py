@@ -1,0 +1,150 @@
+"""What the service's own parts say during an experiment, read without disturbing it.
+
+The experiment times a fault by what the components saw: HAProxy marking a
+server DOWN, a VRRP backup taking the floating addresses, GlusterFS losing a
+brick and healing it. These readings go through the hosts' own files and
+sockets (HAProxy's stats socket and keepalived's state file, reached through
+/proc/<init>/root, the host's mount namespace), so polling them ten times a
+second costs no process; only GlusterFS is asked through its CLI. Every
+function returns plain data and tolerates a host that is down.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from quizstack.check import parse_haproxy_stat
+from quizstack.deploy.render import VRRP_STATE
+from quizstack.errors import QuizstackError
+
+GLUSTER = ["gluster", "--mode=script"]
+
+
+def _root(lab, host):
+    try:
+        return f"/proc/{lab.init_pid(host)}/root"
+    except QuizstackError:
+        return None
+
+
+def haproxy_servers(lab, host, backend="quiz_servers"):
+    """{server: status} as HAProxy on `host` sees them, or {} if it does not answer."""
+    root = _root(lab, host)
+    if root is None:
+        return {}
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1)
+    try:
+        sock.connect(f"{root}/run/haproxy/admin.sock")
+        sock.sendall(b"show stat\n")
+        data = b""
+        while len(data) < 1 << 20:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        return {}
+    finally:
+        sock.close()
+    return parse_haproxy_stat(data.decode(errors="replace"), backend)
+
+
+def vrrp_state(lab, host, pair):
+    """The VRRP state keepalived last recorded on a member ("DOWN" if the host is off)."""
+    root = _root(lab, host)
+    if root is None:
+        return "DOWN"
+    try:
+        with open(root + VRRP_STATE.format(name=pair.name)) as f:
+            return f.read().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def vrrp_master(lab, pair):
+    """The member that says it is master, if exactly one does."""
+    masters = [h for h in pair.hosts if vrrp_state(lab, h, pair) == "MASTER"]
+    return masters[0] if len(masters) == 1 else None
+
+
+def active_balancer(lab, plan):
+    """The load balancer that holds the service address (the only one, alone)."""
+    pair = plan.pair_of(plan.lb_hosts[0])
+    return vrrp_master(lab, pair) if pair else plan.lb_hosts[0]
+
+
+def _storage_reader(lab, plan, avoid=()):
+    for name, _ in plan.storage_hosts:
+        if name not in avoid and _root(lab, name):
+            return name
+    return None
+
+
+def bricks_online(lab, plan, avoid=()):
+    """{brick host address: online?} from a running storage node's glusterd."""
+    reader = _storage_reader(lab, plan, avoid)
+    if reader is None:
+        return {}
+    done = lab.run(reader, GLUSTER + ["volume", "status", plan.volume, "detail"],
+                   check=False, timeout=20)
+    online, brick = {}, None
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "Brick":
+            brick = value.removeprefix("Brick ").split(":")[0]
+        elif key == "Online" and brick:
+            online[brick] = value == "Y"
+    return online
+
+
+def heal_pending(lab, plan, avoid=()):
+    """Entries waiting to be healed, summed over the bricks (None if unknown)."""
+    reader = _storage_reader(lab, plan, avoid)
+    if reader is None:
+        return None
+    done = lab.run(reader, GLUSTER + ["volume", "heal", plan.volume, "info"],
+                   check=False, timeout=30)
+    counts = [line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
+              if line.startswith("Number of entries:")]
+    if not counts or done.returncode != 0:
+        return None
+    if any(not c.isdigit() for c in counts):   # "-": a brick not connected yet
+        return None
+    return sum(int(c) for c in counts)
+
+
+def problems(lab, plan):
+    """What keeps the service from its normal state, as short phrases (empty: converged)."""
+    found = []
+    for pair in plan.pairs:
+        states = {h: vrrp_state(lab, h, pair) for h in pair.hosts}
+        if sorted(states.values()) != sorted(["MASTER"] + ["BACKUP"] * (len(pair.hosts) - 1)):
+            found.append(f"pair {pair.name}: " + ", ".join(f"{h} {s}" for h, s in states.items()))
+    for lb in plan.lb_hosts:
+        servers = haproxy_servers(lab, lb)
+        down = sorted(b.name for b in plan.backends if not servers.get(b.name, "").startswith("UP"))
+        if down:
+            found.append(f"{lb}: {', '.join(down)} not UP")
+    online = bricks_online(lab, plan)
+    if len(online) != len(plan.storage_hosts) or not all(online.values()):
+        found.append(f"volume {plan.volume}: {sum(online.values())}/{len(plan.storage_hosts)} "
+                     "bricks online")
+    else:
+        pending = heal_pending(lab, plan)
+        if pending != 0:
+            found.append(f"volume {plan.volume}: "
+                         + ("heal state unknown" if pending is None else f"{pending} entries to heal"))
+    return found
+
+
+def wait_converged(lab, plan, timeout=90.0, interval=0.5):
+    """Poll until nothing is left to converge; returns (seconds, last problems)."""
+    started = time.monotonic()
+    left = problems(lab, plan)
+    while left and time.monotonic() - started < timeout:
+        time.sleep(interval)
+        left = problems(lab, plan)
+    return time.monotonic() - started, left
