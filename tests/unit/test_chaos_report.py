@@ -111,6 +111,15 @@ def test_acknowledged_and_lost_writes_and_other_lines_skipped():
     assert s["lost"] == {"count": 2, "by_kind": {"quiz": [12], "tip": [7]}}
 
 
+def test_a_write_found_missing_by_several_checks_is_lost_once():
+    lost = [{"ack": "quiz", "id": 12, "question": "q", "why": "HTTP 404"},
+            {"ack": "quiz", "id": 12, "why": "image a.png not served as sent by s2"},
+            {"ack": "quiz", "id": 12, "why": "image a.png missing or different on the brick of nas1"},
+            {"ack": "tip", "quiz": 7, "text": "m1", "why": "tip not on the quiz's page"},
+            {"ack": "tip", "quiz": 7, "text": "m2", "why": "tip not on the quiz's page"}]
+    assert summarize([], [], (), lost)["lost"] == {"count": 3, "by_kind": {"quiz": [12], "tip": [7, 7]}}
+
+
 def test_the_terminal_lines():
     acks = [{"ack": "quiz", "id": 12}, {"ack": "tip", "quiz": 7}]
     out = lines(summarize(RECORDS, EVENTS, acks, [{"ack": "quiz", "id": 12, "why": "HTTP 404"}]))

@@ -122,10 +122,15 @@ def _writes(acks, lost):
     acknowledged = {}
     for ack in acks:
         acknowledged[ack["ack"]] = acknowledged.get(ack["ack"], 0) + 1
-    by_kind = {}
+    # A write that several checks found missing (its page, a server, a brick) is one lost write.
+    writes = {}
     for item in lost:
-        by_kind.setdefault(item["ack"], []).append(item.get("id", item.get("quiz")))
-    return dict(sorted(acknowledged.items())), {"count": len(lost), "by_kind": dict(sorted(by_kind.items()))}
+        ident = item.get("id", item.get("quiz"))
+        writes.setdefault((item["ack"], ident, item.get("text") if item["ack"] == "tip" else None), ident)
+    by_kind = {}
+    for (kind, _, _), ident in writes.items():
+        by_kind.setdefault(kind, []).append(ident)
+    return dict(sorted(acknowledged.items())), {"count": len(writes), "by_kind": dict(sorted(by_kind.items()))}
 
 
 def summarize(records, events, acks=(), lost=()):
@@ -133,7 +138,7 @@ def summarize(records, events, acks=(), lost=()):
 
     ``records``: request records of all clients; ``events``: {"t", "kind", "label"};
     ``acks``: acknowledged writes ({"ack": "quiz"|"tip", ...}); ``lost``: those
-    verify reported missing ({"ack", "id" or "quiz", "why"}).
+    found missing ({"ack", "id" or "quiz", "why"}), each write counted once.
     """
     records = sorted(_requests(records), key=lambda r: r["t"])
     events = sorted(events, key=lambda e: e["t"])
