@@ -173,6 +173,13 @@ def test_verify_reports_a_write_lost_behind_the_service_and_fetch_a_lost_image(q
     assert sum(value is not None for value in fetched["s1"].values()) == len(before["images"]) - 1
 
 
+def test_verify_out_of_time_counts_what_it_did_not_check_as_missing(quiz_app, load_run):
+    hurried = json.loads(load("verify", "--base", quiz_app.base, "--admin", "admin:1234", "--budget", "0.001",
+                              stdin=load_run.stdout).stdout)
+    assert hurried["checked"] == len(hurried["missing"]) == len(load_run.acks)
+    assert all(item["why"] == "not checked: verify's 0.001 s were spent" for item in hurried["missing"])
+
+
 def _paced(requests):
     return [record for record in requests if record["kind"] != "setup"]
 

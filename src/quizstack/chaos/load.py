@@ -15,7 +15,7 @@ fault, not a storm the generator made after it.
     python -m quizstack.chaos.load run --base URL --seconds S [--rate R] [--workers W]
         [--writes FRACTION] [--max-requests N] [--seed N] [--name TAG] [--timeout T]
         [--admin USER:PASSWORD]
-    python -m quizstack.chaos.load verify --base URL --admin USER:PASSWORD < acks.jsonl
+    python -m quizstack.chaos.load verify --base URL --admin USER:PASSWORD [--budget S] < acks.jsonl
     python -m quizstack.chaos.load fetch --server NAME=URL [--server ...] < names
 
 Output of ``run``, one JSON object a line:
@@ -53,6 +53,7 @@ from quizstack.webforms import csrf_token, multipart, png
 QUIZ_BUDGET = 40      # quizzes per user before a writer moves on (QUIZ allows 50 a day)
 TIP_BUDGET = 40       # tips per quiz of this run (QUIZ allows 50)
 RELOGIN_AFTER = 240   # QUIZ logs users out after 5 idle minutes; a user back from a pause logs in again
+VERIFY_BUDGET = 300   # seconds verify may spend, so a service still down cannot hold it for hours
 SEARCH_WORDS = ("", "", "capital", "of", "Italy", "the", "ld")
 ANSWERS = ("Rome", "Lisbon", "Madrid", "Paris", "yes", "42")
 IMAGE_RE = re.compile(rb'src="/uploads/([0-9a-f]+\.[a-z]+)"[^>]*\bid="attachment"')
@@ -441,8 +442,13 @@ def fetch_page(conn, visitor, path, tries=3, pause=0.5):
     return None, why
 
 
-def verify(base, admin, acks, timeout=TIMEOUT):
-    """Is every acknowledged write visible through the service? One pass, each quiz page once."""
+def verify(base, admin, acks, timeout=TIMEOUT, budget=VERIFY_BUDGET):
+    """Is every acknowledged write visible through the service? One pass, each quiz page once.
+
+    A quiz page not fetched within ``budget`` seconds counts as missing ("not
+    checked"): users could not see it either.
+    """
+    deadline = time.monotonic() + budget
     conn, visitor = Connection(base, timeout), Visitor(*admin)
     result = {"checked": len(acks), "missing": [], "images": {}}
     try:
@@ -452,7 +458,9 @@ def verify(base, admin, acks, timeout=TIMEOUT):
         pages = {}
         for ack in acks:
             quiz_id = ack["id"] if ack["ack"] == "quiz" else ack["quiz"]
-            if quiz_id not in pages:
+            if quiz_id not in pages and time.monotonic() > deadline:
+                pages[quiz_id] = (None, f"not checked: verify's {budget:g} s were spent")
+            elif quiz_id not in pages:
                 pages[quiz_id] = fetch_page(conn, visitor, f"/quizzes/{quiz_id}")
             image, why = check_ack(ack, *pages[quiz_id])
             if why is not None:
@@ -562,6 +570,8 @@ def parse_args(argv):
     check.add_argument("--base", type=_base, required=True)
     check.add_argument("--admin", type=_credentials, required=True)
     check.add_argument("--timeout", type=_positive(float), default=TIMEOUT)
+    check.add_argument("--budget", type=_positive(float), default=VERIFY_BUDGET,
+                       help="seconds for the whole pass; pages not reached by then count as missing")
     fetch = commands.add_parser("fetch", help="sha256 of each image (stdin) on each server")
     fetch.add_argument("--server", type=_server, action="append", required=True)
     fetch.add_argument("--timeout", type=_positive(float), default=TIMEOUT)
@@ -578,7 +588,7 @@ def main(argv, stdin=sys.stdin, stdout=sys.stdout):
     if options.command == "run":
         return run_load(options, Output(stdout))
     if options.command == "verify":
-        result = verify(options.base, options.admin, read_acks(stdin), options.timeout)
+        result = verify(options.base, options.admin, read_acks(stdin), options.timeout, options.budget)
     else:
         names = [line.strip() for line in stdin if line.strip()]
         result = fetch_images(options.server, names, options.timeout)
