@@ -27,7 +27,9 @@ class Experiment:
     summary: str
     kind: str                                  # the fault: kill, cut, freeze, slow, stop
     target: Callable                           # target(lab, plan) -> host name
-    detector: Callable                         # detector(lab, plan, host) -> a text once noticed, else None
+    # detector(lab, plan, host, since) -> None until noticed, then (what was seen,
+    # its wall-clock time if the component logged one, else None: now)
+    detector: Callable
     params: dict = field(default_factory=dict)
 
 
@@ -55,31 +57,29 @@ def _active(role):
     return choose
 
 
-def server_down(lab, plan, host):
+def server_down(lab, plan, host, since):
     """HAProxy on the active balancer no longer sends to the server."""
     active = watch.active_balancer(lab, plan)
     if active is None:
         return None
     state = watch.haproxy_servers(lab, active).get(host, "")
-    return f"HAProxy on {active}: {host} {state}" if state and not state.startswith("UP") else None
+    return (f"HAProxy on {active}: {host} {state}", None) if state and not state.startswith("UP") else None
 
 
-def took_over(lab, plan, host):
+def took_over(lab, plan, host, since):
     """Another member of the pair holds the floating addresses."""
     pair = plan.pair_of(host)
     master = watch.vrrp_master(lab, pair)
     if master and master != host:
-        return f"VRRP: {master} MASTER, holds {', '.join(c.split('/')[0] for _, c in pair.addresses)}"
+        held = ", ".join(c.split("/")[0] for _, c in pair.addresses)
+        return f"VRRP: {master} MASTER, holds {held}", None
     return None
 
 
-def brick_offline(lab, plan, host):
-    """The volume's other nodes count the node's brick as gone."""
-    address = str(next(a for name, a in plan.storage_hosts if name == host))
-    online = watch.bricks_online(lab, plan, avoid=(host,))
-    if online and not online.get(address, False):
-        return f"GlusterFS: brick of {host} offline"
-    return None
+def brick_given_up(lab, plan, host, since):
+    """The app servers' volume client gave the node's brick up (writes go on without it)."""
+    seen = watch.volume_client_saw(lab, plan, host, since)
+    return (f"GlusterFS client on {plan.web_hosts[0]}: {host}'s brick given up", seen) if seen else None
 
 
 EXPERIMENTS = {e.name: e for e in (
@@ -89,7 +89,7 @@ EXPERIMENTS = {e.name: e for e in (
                "stop", _web, server_down, {"service": "quiz"}),
     Experiment("web-freeze", "an app server hung: every process stopped, the kernel still answers",
                "freeze", _web, server_down),
-    Experiment("storage-kill", "a storage node's power cut", "kill", _storage, brick_offline),
+    Experiment("storage-kill", "a storage node's power cut", "kill", _storage, brick_given_up),
     Experiment("lb-kill", "the active load balancer's power cut", "kill",
                _active("loadbalancer"), took_over),
     Experiment("fw-kill", "the active firewall's power cut", "kill", _active("firewall"), took_over),

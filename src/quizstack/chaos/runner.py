@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -113,6 +114,8 @@ class Run:
         self.base = f"http://{self.plan.lb_address}:{self.plan.port}"
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.id = f"{stamp}-{name}"
+        # The load's users are named after the run: unique in the lab's database.
+        self.tag = secrets.token_hex(4)
         self.dir = Path(lab.state_dir) / "chaos" / self.id
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.events: list[dict] = []
@@ -139,7 +142,7 @@ class Run:
     def start_load(self, seconds):
         s = self.settings
         for index, client in enumerate(self.plan.clients):
-            tag = f"{self.id[-6:]}{index}".replace("-", "")
+            tag = f"{self.tag}{index}"
             argv = [self.python, "-m", "quizstack.chaos.load", "run", "--base", self.base,
                     "--seconds", f"{seconds:.0f}", "--rate", str(s.rate), "--workers", str(s.workers),
                     "--writes", str(s.writes), "--max-requests", str(int(s.rate * seconds * 1.1) + 10),
@@ -151,8 +154,9 @@ class Run:
         while not all(load.started_reading() for load in self.loads):
             for load in self.loads:
                 if load.proc.poll() is not None:
+                    last = (load.lines() or [{}])[-1]
                     raise QuizstackError(f"the load on {load.host} stopped before it began: "
-                                         f"{load.error_tail() or 'no output'}")
+                                         f"{last.get('error') or load.error_tail() or 'no output'}")
             if time.monotonic() > deadline:
                 raise QuizstackError("the load did not start within "
                                      f"{READS_STARTED_TIMEOUT:.0f} s (see {self.dir})")
@@ -189,12 +193,13 @@ class Run:
         t = max((f.get("t") or 0 for f in healed), default=None) or None
         self.event("heal", f"{host} healed", t)
 
-    def detect(self, detector, host, until):
+    def detect(self, detector, host, since, until):
         """Poll the detector until it reports or the time is up."""
         while time.time() < until:
-            seen = detector(self.lab, self.plan, host)
+            seen = detector(self.lab, self.plan, host, since)
             if seen:
-                self.event("detect", seen)
+                what, when = seen
+                self.event("detect", what, when)
                 return
             time.sleep(0.1)
 
@@ -303,8 +308,9 @@ def run(lab, name, settings=None, progress=None):
         chaos.start_load(longest)
         time.sleep(settings.warmup)
         fault = chaos.inject(experiment.kind, host, **experiment.params)
+        since = fault.get("began") or fault.get("t") or time.time()
         until = (fault.get("t") or time.time()) + settings.hold
-        chaos.detect(experiment.detector, host, until)
+        chaos.detect(experiment.detector, host, since, until)
         time.sleep(max(0.0, until - time.time()))
         chaos.heal(host)
         chaos.converge()

@@ -5,14 +5,18 @@ server DOWN, a VRRP backup taking the floating addresses, GlusterFS losing a
 brick and healing it. These readings go through the hosts' own files and
 sockets (HAProxy's stats socket and keepalived's state file, reached through
 /proc/<init>/root, the host's mount namespace), so polling them ten times a
-second costs no process; only GlusterFS is asked through its CLI. Every
+second costs no process; so does the volume clients' log. Only GlusterFS's
+state is asked through its CLI, which may hang while a peer is away: such a
+call counts as no answer. Every
 function returns plain data and tolerates a host that is down.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from datetime import datetime
 
 from quizstack.check import parse_haproxy_stat
 from quizstack.deploy.render import VRRP_STATE
@@ -75,6 +79,55 @@ def active_balancer(lab, plan):
     return vrrp_master(lab, pair) if pair else plan.lb_hosts[0]
 
 
+def _gluster(lab, host, args, timeout):
+    """A gluster CLI call on a host, or None when it fails or hangs (a peer is away)."""
+    try:
+        done = lab.run(host, GLUSTER + args, check=False, timeout=timeout)
+    except QuizstackError:
+        return None
+    return done if done.returncode == 0 else None
+
+
+def volume_client_saw(lab, plan, node, since):
+    """The first app server's volume client saying it lost a storage node, after `since`.
+
+    GlusterFS's client logs the moment it gives a brick up: "has not
+    responded in the last N seconds" (a silent node, after the ping timeout)
+    or "disconnected" (a refused one). Its log is read through the server's
+    own filesystem; returns the wall-clock time of that line, or None.
+    """
+    index = [name for name, _ in plan.storage_hosts].index(node)
+    root = _root(lab, plan.web_hosts[0])
+    if root is None:
+        return None
+    log = f"{root}/var/log/glusterfs/{plan.mount.strip('/').replace('/', '-')}.log"
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in tail.splitlines():
+        if f"{plan.volume}-client-{index}:" not in line or not (
+                "has not responded" in line or "disconnected from" in line):
+            continue
+        stamp = _gluster_time(line)
+        if stamp is not None and stamp >= since:
+            return stamp
+    return None
+
+
+def _gluster_time(line):
+    """The wall-clock time of a GlusterFS log line ("[2026-11-27 08:29:33.002243 +0000] ...")."""
+    if not line.startswith("["):
+        return None
+    try:
+        return datetime.strptime(line[1:line.index("]")], "%Y-%m-%d %H:%M:%S.%f %z").timestamp()
+    except ValueError:
+        return None
+
+
 def _storage_reader(lab, plan, avoid=()):
     for name, _ in plan.storage_hosts:
         if name not in avoid and _root(lab, name):
@@ -87,8 +140,9 @@ def bricks_online(lab, plan, avoid=()):
     reader = _storage_reader(lab, plan, avoid)
     if reader is None:
         return {}
-    done = lab.run(reader, GLUSTER + ["volume", "status", plan.volume, "detail"],
-                   check=False, timeout=20)
+    done = _gluster(lab, reader, ["volume", "status", plan.volume, "detail"], timeout=10)
+    if done is None:
+        return {}
     online, brick = {}, None
     for line in done.stdout.splitlines():
         key, _, value = line.partition(":")
@@ -105,11 +159,12 @@ def heal_pending(lab, plan, avoid=()):
     reader = _storage_reader(lab, plan, avoid)
     if reader is None:
         return None
-    done = lab.run(reader, GLUSTER + ["volume", "heal", plan.volume, "info"],
-                   check=False, timeout=30)
+    done = _gluster(lab, reader, ["volume", "heal", plan.volume, "info"], timeout=10)
+    if done is None:
+        return None
     counts = [line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
               if line.startswith("Number of entries:")]
-    if not counts or done.returncode != 0:
+    if not counts:
         return None
     if any(not c.isdigit() for c in counts):   # "-": a brick not connected yet
         return None
