@@ -14,8 +14,11 @@ from ipaddress import IPv4Address, IPv4Network
 from quizstack.errors import ScenarioError
 
 DEFAULTS = {
-    "service": {"port": 80, "app_port": 8000, "workers": 2},
-    "storage": {"volume": "nas", "replica": 3, "ping_timeout": 5,
+    # Threads: a request waiting on the shared volume (an upload while a
+    # storage node is lost) must not leave a server without a free worker for
+    # reads and health checks (docs/reliability.md).
+    "service": {"port": 80, "app_port": 8000, "workers": 2, "threads": 4},
+    "storage": {"volume": "nas", "replica": 3, "ping_timeout": 3,
                 "brick": "/var/lib/quizstack/bricks/nas", "mount": "/var/lib/quiz/nas"},
     "database": {"name": "quiz", "user": "quiz", "port": 5432, "cluster": "quiz"},
 }
@@ -54,6 +57,7 @@ class Plan:
     port: int
     app_port: int
     workers: int
+    threads: int
     database_host: str
     database_address: IPv4Address
     database_port: int
@@ -204,6 +208,7 @@ def build_plan(topology):
         port=int(service["port"]),
         app_port=int(service["app_port"]),
         workers=int(service["workers"]),
+        threads=int(service["threads"]),
         database_host=db.name,
         database_address=db_address,
         database_port=int(database["port"]),

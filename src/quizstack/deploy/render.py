@@ -43,7 +43,8 @@ def haproxy_cfg(plan):
       retried elsewhere (`retry-on response-timeout`);
     - writes are never replayed (a quiz created twice is worse than an
       error): a POST is retried only when its connection failed, so it never
-      reached a server, and it may wait as long as the storage stalls.
+      reached a server; it may wait up to 10 s, longer than the storage's
+      worst stall.
     In a pair of balancers the backup binds the floating service address
     before it arrives (the role allows non-local binds). The response header
     X-Server names the server that answered, which the round-robin check counts.
@@ -66,7 +67,7 @@ def haproxy_cfg(plan):
         "    timeout connect 500ms\n"
         "    timeout check 500ms\n"
         "    timeout client 30s\n"
-        "    timeout server 30s\n"
+        "    timeout server 10s\n"
         "    timeout http-request 10s\n"
         "    retries 3\n"
         "    option redispatch 1\n"
@@ -164,7 +165,8 @@ def gunicorn_conf(plan, backend):
     return HEADER + (
         f"bind = '{backend.address}:{plan.app_port}'\n"
         f"workers = {plan.workers}\n"
-        "worker_class = 'sync'\n"
+        + (f"worker_class = 'gthread'\nthreads = {plan.threads}\n" if plan.threads > 1
+           else "worker_class = 'sync'\n") +
         "user = 'www-data'\n"
         "group = 'www-data'\n"
         "accesslog = '-'\n"
