@@ -366,12 +366,17 @@ def setup(run, workers):
         agent.conn.close()
 
 
-def run_load(options, out):
+def run_load(options, out, stdin=None):
     """The whole ``run`` command; returns the exit status."""
     run = Run(options, out)
     if threading.current_thread() is threading.main_thread():  # only there can signals be caught
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: run.stop.set())
+    if options.until_eof and stdin is not None:
+        # The runner holds the other end: if it dies (even by kill -9), the
+        # load ends now instead of hammering the service for its full time.
+        threading.Thread(target=lambda: (stdin.read(), run.stop.set()), daemon=True,
+                         name="load-lease").start()
     workers = [Worker(run, index) for index in range(options.workers)]
     try:
         setup(run, workers)
@@ -566,6 +571,8 @@ def parse_args(argv):
     run.add_argument("--name", type=_tag, default=None, help="tag of this run's users and markers")
     run.add_argument("--timeout", type=_positive(float), default=TIMEOUT)
     run.add_argument("--admin", type=_credentials, default=None)
+    run.add_argument("--until-eof", action="store_true",
+                     help="also stop when standard input closes (the caller is gone)")
     check = commands.add_parser("verify", help="are the acknowledged writes (stdin) there?")
     check.add_argument("--base", type=_base, required=True)
     check.add_argument("--admin", type=_credentials, required=True)
@@ -586,7 +593,7 @@ def parse_args(argv):
 def main(argv, stdin=sys.stdin, stdout=sys.stdout):
     options = parse_args(argv)
     if options.command == "run":
-        return run_load(options, Output(stdout))
+        return run_load(options, Output(stdout), stdin)
     if options.command == "verify":
         result = verify(options.base, options.admin, read_acks(stdin), options.timeout, options.budget)
     else:

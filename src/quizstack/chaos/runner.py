@@ -62,9 +62,11 @@ class LoadProcess:
         self.path = path
         self.err_path = path.with_suffix(".err")
         with open(path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(lab.enter_argv(host) + argv, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err, env=lab.host_env(),
-                                         start_new_session=True)
+            # Its stdin is a pipe this process holds: if the runner dies, the
+            # load sees the end of it and stops (see load.py --until-eof).
+            self.proc = subprocess.Popen(lab.enter_argv(host) + argv + ["--until-eof"],
+                                         stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                         env=lab.host_env(), start_new_session=True)
 
     def lines(self):
         try:
@@ -83,7 +85,9 @@ class LoadProcess:
         return any(r.get("kind") not in (None, "setup", "login") for r in self.lines())
 
     def stop(self):
-        """SIGTERM the load (it prints its last line and exits), then wait."""
+        """Close its lease and SIGTERM it (it prints its last line and exits), then wait."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -237,8 +241,10 @@ class Run:
         lost = [dict(m) for m in listed.get("missing", [])]
         images = {int(k): v for k, v in listed.get("images", {}).items()}
         wanted = {a["id"]: a["sha256"] for a in acks if a["ack"] == "quiz"}
-        lost += self._servers_serve(images, wanted)
+        # Bricks first: reading a file through a volume client heals a copy a
+        # brick lacks, which would hide that the replication did not hold.
         lost += self._bricks_hold(images, wanted)
+        lost += self._servers_serve(images, wanted)
         return lost
 
     def _servers_serve(self, images, wanted):

@@ -1,0 +1,201 @@
+"""Faults under load on the complete scenario, as root: short versions of the drills.
+
+One complete lab (firewall pair, load balancer pair, three servers, replica 3,
+PostgreSQL) is brought up for the module. Each test runs an experiment the way
+`quizstack chaos run` does, shortened (2 s of load, the fault held 4 s, 2 s
+after convergence), and asserts what users would notice and what a short run
+can show: no acknowledged write lost, no failed request where the design
+promises none, stalls within their bounds. The full-length figures come from
+bench/chaos (docs/reliability.md), not from here.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from quizstack import stack
+from quizstack.chaos import runner, watch
+from quizstack.cli import _run_records
+from quizstack.deploy.plan import build_plan
+from quizstack.topology import load_scenario
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts)")
+
+SHORT = dict(warmup=2.0, hold=4.0, after=2.0, rate=15.0, workers=6, writes=0.2)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def complete():
+    from quizstack.lab import Lab
+
+    os.makedirs("/srv/quizstack-tests", exist_ok=True)
+    root = tempfile.mkdtemp(prefix="chaos-", dir="/srv/quizstack-tests")
+    previous = os.environ.get("QUIZSTACK_STATE_ROOT")
+    os.environ["QUIZSTACK_STATE_ROOT"] = root
+    lab = Lab(f"cx{os.getpid() % 100000}", topology=load_scenario("complete"))
+    try:
+        result = stack.up(lab, port=free_port())
+        yield lab, result
+    finally:
+        lab.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("QUIZSTACK_STATE_ROOT", None)
+        else:
+            os.environ["QUIZSTACK_STATE_ROOT"] = previous
+
+
+def experiment(lab, name):
+    result = runner.run(lab, name, runner.Settings(**SHORT))
+    records, _ = _run_records(result)
+    events = {e["kind"]: e["t"] for e in result["events"]}
+    return result, records, events
+
+
+def slowest(records, kinds, since):
+    return max((r["dt"] for r in records if r["kind"] in kinds and r["t"] >= since), default=0.0)
+
+
+def test_every_check_passes_on_the_complete_scenario(complete):
+    _, result = complete
+    failed = [f"{r.group}: {r.name}: {r.detail}" for r in result.checks if not r.ok]
+    assert result.checks and not failed
+    names = [r.name for r in result.checks]
+    assert any("fw: one of fw1, fw2 holds 10.2.1.1, 10.2.2.1" in n for n in names)
+    assert any("lb: one of lb1, lb2 holds 10.2.2.2, 10.2.3.1" in n for n in names)
+    assert any("known to the other" in n for n in names)
+
+
+def test_web_kill_costs_no_request_and_is_seen_within_two_seconds(complete):
+    lab, _ = complete
+    result, records, events = experiment(lab, "web-kill")
+    summary = result["summary"]
+    assert summary["requests"] > 100
+    assert summary["failed"] == 0, [r for r in records if not r["ok"]][:3]
+    assert events["detect"] - events["inject"] <= 2.0
+    assert result["lost"] == [] and summary["acks"]["quiz"] > 0
+
+
+def test_storage_kill_reads_never_fail_and_uploads_stall_briefly(complete):
+    lab, _ = complete
+    result, records, events = experiment(lab, "storage-kill")
+    reads = [r for r in records if r["kind"] in ("list", "show", "play", "check", "form")]
+    assert reads and all(r["ok"] for r in reads), [r for r in reads if not r["ok"]][:3]
+    assert slowest(records, ("create",), events["inject"] - 1) <= 6.0
+    assert "converged" in events and result["lost"] == []
+
+
+def test_lb_kill_moves_the_service_address_within_a_second(complete):
+    lab, _ = complete
+    plan = build_plan(lab.topology)
+    before = watch.vrrp_master(lab, plan.pair_of("lb1"))
+    result, records, events = experiment(lab, "lb-kill")
+    assert result["target"] == before
+    assert events["detect"] - events["inject"] <= 1.0
+    assert result["summary"]["stall"]["seconds"] <= 1.0
+    assert result["lost"] == []
+    # The survivor keeps the address after the dead member comes back (nopreempt).
+    assert watch.vrrp_master(lab, plan.pair_of("lb1")) not in (None, before)
+
+
+def test_fw_kill_keeps_established_connections(complete):
+    lab, _ = complete
+    result, records, events = experiment(lab, "fw-kill")
+    summary = result["summary"]
+    assert events["detect"] - events["inject"] <= 1.0
+    assert summary["stall"]["seconds"] <= 1.0
+    # Keep-alive connections made through the dead firewall carried on
+    # through the other one (conntrackd): none had to be opened again.
+    assert summary["retried"] == 0 and summary["failed"] == 0
+    assert result["lost"] == []
+
+
+def test_the_accounting_catches_a_write_lost_on_a_brick(complete):
+    lab, _ = complete
+    chaos = runner.Run(lab, "accounting", runner.Settings(**dict(SHORT, writes=0.5)))
+    try:
+        chaos.start_load(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            acks = [a for a in chaos.records()[1] if a["ack"] == "quiz"]
+            if acks:
+                break
+            time.sleep(0.5)
+    finally:
+        chaos.stop_load()
+    _, acks = chaos.records()
+    quiz = next(a for a in acks if a["ack"] == "quiz")
+    nas = chaos.plan.storage_hosts[0][0]
+    media = f"{chaos.plan.brick}/media"
+    # check=False: an upload still finishing may rename its file under sha256sum.
+    listing = lab.run(nas, ["sh", "-c", f"cd {media} && sha256sum -- *"], check=False).stdout
+    name = next(line.split()[1] for line in listing.splitlines()
+                if line.split()[0] == quiz["sha256"])
+    lab.run(nas, ["rm", "-f", f"{media}/{name}"])
+    result = chaos.finish()
+    lost = [item for item in result["lost"] if item.get("id") == quiz["id"]]
+    assert lost and nas in lost[0]["why"]
+    assert result["summary"]["lost"]["count"] >= 1
+    # Put the brick right again for the other tests: the volume heals the file back.
+    lab.run(nas, ["gluster", "--mode=script", "volume", "heal", chaos.plan.volume, "full"],
+            check=False)
+    seconds, left = watch.wait_converged(lab, chaos.plan, timeout=60)
+    assert not left
+
+
+def test_an_experiment_killed_with_sigkill_is_repaired_by_the_next_up(complete):
+    lab, first = complete
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "quizstack.cli", "chaos", "--lab", lab.name,
+                             "run", "web-freeze", "--warmup", "1", "--hold", "30"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if "inject:" in line:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [f["kind"] for f in lab.faults()] == ["freeze"]
+    # The killed runner's loads saw their lease close and stopped.
+    plan = build_plan(lab.topology)
+    for client in plan.clients:
+        deadline = time.monotonic() + 30
+        while "quizstack.chaos.load" in lab.run(client, ["ps", "-eo", "args"]).stdout:
+            assert time.monotonic() < deadline, f"the load on {client} outlived its runner"
+            time.sleep(0.5)
+    stack.up(lab, port=first.url.rsplit(":", 1)[1].strip("/"), run_checks=False)
+    assert lab.faults() == []
+    seconds, left = watch.wait_converged(lab, build_plan(lab.topology), timeout=60)
+    assert not left
+
+
+def test_faults_by_hand_on_the_command_line(complete, capsys):
+    from quizstack import cli
+
+    lab, _ = complete
+    assert cli.main(["chaos", "--lab", lab.name, "cut", "s3"]) == 0
+    assert cli.main(["chaos", "--lab", lab.name, "faults"]) == 0
+    assert "s3: cut" in capsys.readouterr().out
+    assert cli.main(["chaos", "--lab", lab.name, "heal"]) == 0
+    assert "healed: cut s3" in capsys.readouterr().out
+    assert cli.main(["chaos", "--lab", lab.name, "cut", "nohost"]) == 1
+    assert "nohost" in capsys.readouterr().err
+    assert cli.main(["chaos", "--lab", lab.name, "run", "db-kill"]) == 1
+    assert "no experiment 'db-kill'" in capsys.readouterr().err
