@@ -13,7 +13,7 @@ fi
 packages=(
     python3-venv iproute2 iputils-ping procps util-linux kmod
     postgresql haproxy nftables supervisor glusterfs-server glusterfs-client
-    nmap wrk chromium graphviz openssh-server netcat-openbsd
+    nmap wrk chromium graphviz openssh-server netcat-openbsd keepalived conntrackd
 )
 missing=()
 for p in "${packages[@]}"; do

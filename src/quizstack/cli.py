@@ -12,7 +12,9 @@ import sys
 
 from quizstack.errors import CommandError, QuizstackError
 
-DEFAULT_LAB = "pfinal"
+# The complete scenario: every part of the seed, no single point of failure in
+# front of the servers (pfinal stays the seed's base figure: `up pfinal`).
+DEFAULT_SCENARIO = "complete"
 
 
 def _django(argv):
@@ -48,8 +50,19 @@ def _progress(message):
     print(f"  {message}", flush=True)
 
 
+def _named_lab(args):
+    return getattr(args, "lab", None) or os.environ.get("QUIZSTACK_LAB")
+
+
 def _lab_name(args, default=None):
-    return getattr(args, "lab", None) or os.environ.get("QUIZSTACK_LAB") or default or DEFAULT_LAB
+    """--lab, $QUIZSTACK_LAB, the given default, the only lab there is, else the default scenario's."""
+    named = _named_lab(args) or default
+    if named:
+        return named
+    from quizstack.lab import existing_labs
+
+    labs = existing_labs()
+    return labs[0] if len(labs) == 1 else DEFAULT_SCENARIO
 
 
 def _lab(args):
@@ -75,9 +88,18 @@ def cmd_up(args):
     from quizstack.lab import Lab
     from quizstack.topology import load_scenario
 
-    topo = load_scenario(args.scenario)
-    lab = Lab(_lab_name(args, topo.name), topology=topo)
-    print(f"lab {lab.name}: up", flush=True)
+    if args.scenario is None:
+        # No scenario named: an existing lab goes on with its own.
+        lab = Lab(_lab_name(args))
+        if lab.exists:
+            topo = lab.topology
+        else:
+            topo = load_scenario(DEFAULT_SCENARIO)
+            lab = Lab(_named_lab(args) or topo.name, topology=topo)
+    else:
+        topo = load_scenario(args.scenario)
+        lab = Lab(_lab_name(args, topo.name), topology=topo)
+    print(f"lab {lab.name}: up (scenario {topo.name})", flush=True)
     result = stack.up(lab, port=args.port, progress=_progress, run_checks=not args.no_check)
     changed = result.deployed.changed
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
@@ -237,7 +259,7 @@ def cmd_map(args):
         from quizstack.lab import Lab
 
         lab = Lab(_lab_name(args))
-        topo = lab.topology if lab.exists else load_scenario(DEFAULT_LAB)
+        topo = lab.topology if lab.exists else load_scenario(DEFAULT_SCENARIO)
     output = args.output or f"{topo.name}.svg"
     fmt = args.format or (output.rsplit(".", 1)[-1] if "." in output else "svg")
     if fmt not in ("svg", "png", "pdf", "dot"):
@@ -352,7 +374,8 @@ def build_parser():
         description="Deploy the QUIZ service on a lab of namespaces or on real hosts, and prove it.",
     )
     parser.add_argument("--lab", metavar="NAME",
-                        help=f"lab name (default: $QUIZSTACK_LAB, the scenario's name, or {DEFAULT_LAB})")
+                        help="lab name (default: $QUIZSTACK_LAB, else the scenario's name for up, "
+                        "else the only lab there is, else " + DEFAULT_SCENARIO + ")")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -364,13 +387,14 @@ def build_parser():
         return p
 
     up = lab_command("up", cmd_up, "create the lab if needed, deploy everything, check it")
-    up.add_argument("scenario", nargs="?", default=DEFAULT_LAB,
-                    help=f"bundled scenario name or .toml file (default {DEFAULT_LAB})")
+    up.add_argument("scenario", nargs="?", default=None,
+                    help="bundled scenario name (complete, pfinal) or .toml file (default: the "
+                         f"lab's own if it exists, else {DEFAULT_SCENARIO})")
     up.add_argument("--port", type=int, default=8080, help="loopback port of the service (8080)")
     up.add_argument("--no-check", action="store_true", help="skip the checks at the end")
     dp = sub.add_parser("deploy", help="deploy on real hosts over SSH (no lab)")
-    dp.add_argument("scenario", nargs="?", default=DEFAULT_LAB,
-                    help=f"bundled scenario name or .toml file (default {DEFAULT_LAB})")
+    dp.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
+                    help=f"bundled scenario name or .toml file (default {DEFAULT_SCENARIO})")
     dp.add_argument("--host", action="append", default=[], metavar="NAME=ADDRESS",
                     help="where a scenario host is reached (default: its first address)")
     dp.add_argument("--ssh-user", default="root")
@@ -396,7 +420,8 @@ def build_parser():
     sh = lab_command("shell", cmd_shell, "an interactive shell on a host")
     sh.add_argument("host")
     mp = lab_command("map", cmd_map, "draw the topology (SVG by default) with graphviz")
-    mp.add_argument("scenario", nargs="?", help="scenario (default: the lab's, else pfinal)")
+    mp.add_argument("scenario", nargs="?",
+                    help=f"scenario (default: the lab's, else {DEFAULT_SCENARIO})")
     mp.add_argument("--output", "-o", help="output file (default <scenario>.svg)")
     mp.add_argument("--format", choices=["svg", "png", "pdf", "dot"],
                     help="default: from the output's extension")

@@ -387,7 +387,7 @@ def test_kill_9_during_up_then_up_then_destroy(state_root, moment):
     name = lab_name("k" + moment[0])
     env = dict(os.environ, QUIZSTACK_STATE_ROOT=state_root)
     state_file = Path(state_root) / name / "state.json"
-    up = subprocess.Popen(QUIZSTACK + ["up", "--lab", name], env=env,
+    up = subprocess.Popen(QUIZSTACK + ["up", "pfinal", "--lab", name], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def reached():

@@ -35,7 +35,7 @@ def test_up_killed_during_the_deployment_is_finished_by_the_next_up():
     root = tempfile.mkdtemp(prefix="crash-", dir="/srv/quizstack-tests")
     name = f"kd{os.getpid() % 100000}"
     env = dict(os.environ, QUIZSTACK_STATE_ROOT=root)
-    up = subprocess.Popen([sys.executable, "-m", "quizstack.cli", "up", "--lab", name,
+    up = subprocess.Popen([sys.executable, "-m", "quizstack.cli", "up", "pfinal", "--lab", name,
                            "--no-check", "--port", str(free_port())], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
     lab = Lab(name, state_root=root)

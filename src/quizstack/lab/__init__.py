@@ -10,6 +10,6 @@ Only this package creates namespaces, links, mounts and processes; see
 docs/lab.md for how a host is built and what destroy guarantees.
 """
 
-from quizstack.lab.lab import DEFAULT_STATE_ROOT, Lab, supervisor_ready
+from quizstack.lab.lab import DEFAULT_STATE_ROOT, Lab, existing_labs, supervisor_ready
 
-__all__ = ["DEFAULT_STATE_ROOT", "Lab", "supervisor_ready"]
+__all__ = ["DEFAULT_STATE_ROOT", "Lab", "existing_labs", "supervisor_ready"]

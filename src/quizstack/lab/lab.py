@@ -95,6 +95,15 @@ def wake_supervisor(pid: int):
         sock.close()
 
 
+def existing_labs(state_root=None) -> list[str]:
+    """The labs recorded under a state root (default as for Lab), sorted."""
+    root = Path(state_root or os.environ.get("QUIZSTACK_STATE_ROOT") or DEFAULT_STATE_ROOT)
+    try:
+        return sorted(p.parent.name for p in root.glob("*/state.json"))
+    except OSError:
+        return []
+
+
 class Lab:
     """A named lab; its state lives in <state_root>/<name>.
 
@@ -145,7 +154,10 @@ class Lab:
     def _require_state(self) -> dict:
         st = self._load()
         if st is None:
-            raise LabError(f"no lab {self.name!r} (in {self.state_dir}); create it with `quizstack up`")
+            others = [n for n in existing_labs(self.state_root) if n != self.name]
+            hint = f" (labs there: {', '.join(others)}; choose one with --lab)" if others else ""
+            raise LabError(f"no lab {self.name!r} (in {self.state_dir}); create it with "
+                           f"`quizstack up`{hint}")
         return st
 
     @property
