@@ -132,6 +132,20 @@ def test_the_terminal_lines():
         "after      +4.0    +5.0        1      0     1.0     500     500",
         "kinds    list 2 (1 failed) · play 1 · show 2 (1 failed)",
         "servers  s1 66.7% · s2 33.3%",
+        "timings  detected 0.5 s after the fault · slowest read 0.50 s (play)",
         "events   +1.0 inject kill s1 · +1.5 detect s1 DOWN · +4.0 heal start s1",
         "writes   acknowledged quiz 1, tip 1 · lost 1: quiz 12",
     ]
+
+
+def test_timings_and_the_slowest_answers():
+    records = [rec(0.0, 0.1, kind="list"), rec(1.0, 2.5, kind="show"), rec(1.2, 4.0, kind="create"),
+               rec(2.0, 9.0, kind="login"), rec(3.0, 7.0, kind="tip", ok=False)]
+    events = [{"t": 1.0, "kind": "inject", "label": ""}, {"t": 2.25, "kind": "detect", "label": ""},
+              {"t": 6.0, "kind": "heal", "label": ""}, {"t": 7.5, "kind": "converged", "label": ""}]
+    s = summarize(records, events)
+    assert s["timings"] == {"detect": pytest.approx(1.25), "converge": pytest.approx(1.5)}
+    # Logins (slow by design: password hashing) and failures are not "answers waited for".
+    assert {k: (v["seconds"], v["kind"]) for k, v in s["slowest"].items()} == {
+        "read": (2.5, "show"), "write": (4.0, "create")}
+    assert summarize(records, [])["timings"] == {"detect": None, "converge": None}

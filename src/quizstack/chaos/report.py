@@ -166,12 +166,41 @@ def summarize(records, events, acks=(), lost=()):
         "acks": acknowledged,
         "lost": lost_writes,
     }
+    summary["slowest"] = slowest(records)
+    summary["timings"] = timings(events, inject, heal)
     bounds = phase_bounds(start, end, inject, heal) if records else {p: (None, None) for p in PHASES}
     summary["phases"] = {
         phase: _phase_figures([r for r in records if _phase_of(r["t"], inject, heal) == phase], bounds[phase])
         for phase in PHASES
     }
     return summary
+
+
+WRITES = ("create", "tip")
+
+
+def slowest(records):
+    """The slowest successful read and write: what the unluckiest user waited for an answer."""
+    found = {}
+    for record in records:
+        if not record["ok"] or record["kind"] in ("setup", "login"):
+            continue
+        kind = "write" if record["kind"] in WRITES else "read"
+        if kind not in found or record["dt"] > found[kind]["seconds"]:
+            found[kind] = {"seconds": record["dt"], "kind": record["kind"], "t": record["t"],
+                           "server": record.get("server")}
+    return found
+
+
+def timings(events, inject, heal):
+    """Seconds from the fault to its detection, and from the heal to convergence."""
+    def first(kind, after):
+        return next((e["t"] for e in events if e["kind"] == kind and after is not None
+                     and e["t"] >= after), None)
+
+    detect, converged = first("detect", inject), first("converged", heal)
+    return {"detect": detect - inject if detect is not None else None,
+            "converge": converged - heal if converged is not None else None}
 
 
 # -- the terminal ----------------------------------------------------------------------------
@@ -212,6 +241,15 @@ def lines(summary):
         if summary["servers"]:
             out.append("servers  " + " · ".join(
                 f"{name} {100 * s['share']:.1f}%" for name, s in summary["servers"].items()))
+    parts = []
+    if summary.get("timings", {}).get("detect") is not None:
+        parts.append(f"detected {summary['timings']['detect']:.1f} s after the fault")
+    if summary.get("timings", {}).get("converge") is not None:
+        parts.append(f"converged {summary['timings']['converge']:.1f} s after the heal")
+    for kind, worst in summary.get("slowest", {}).items():
+        parts.append(f"slowest {kind} {worst['seconds']:.2f} s ({worst['kind']})")
+    if parts:
+        out.append("timings  " + " · ".join(parts))
     if summary["events"]:
         out.append("events   " + " · ".join(
             f"{_at(e['t'], start)} {e['kind']}" + (f" {e['label']}" if e["label"] else "")
