@@ -187,7 +187,11 @@ def cmd_status(args):
     rows = [("HOST", "RUNNING", "PID", "ROLES", "ADDRESSES")]
     for h in status["hosts"]:
         addresses = " ".join(f"{i['name']}={i['address']}" for i in h["interfaces"])
-        rows.append((h["name"], "yes" if h["running"] else "no", str(h["pid"] or "-"),
+        running = "yes" if h["running"] else "no"
+        faults = [f["kind"] for f in h.get("faults", [])]
+        if faults:
+            running += f" ({', '.join(faults)})"
+        rows.append((h["name"], running, str(h["pid"] or "-"),
                      ",".join(h["roles"]), addresses))
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     for row in rows:

@@ -102,37 +102,52 @@ def service_status(lab):
     from quizstack.check import parse_haproxy_stat
 
     plan = build_plan(lab.topology)
-    running = {h["name"] for h in lab.status()["hosts"] if h["running"]}
-    programs = {}
+    hosts = lab.status()["hosts"]
+    # A frozen host answers nothing: asking it would only wait for the timeout.
+    frozen = {h["name"] for h in hosts if any(f["kind"] == "freeze" for f in h.get("faults", []))}
+    running = {h["name"] for h in hosts if h["running"]} - frozen
+    programs = {host: {"(frozen)": "FROZEN"} for host in frozen}
     for host in lab.topology.hosts:
         if host not in running:
             continue
-        done = lab.run(host, ["supervisorctl", "status"], check=False, timeout=10)
+        done = _ask(lab, host, ["supervisorctl", "status"], timeout=10)
         programs[host] = {line.split()[0]: line.split()[1]
                           for line in done.stdout.splitlines() if len(line.split()) > 1}
     backends = {}
     for lb in plan.lb_hosts:
         if lb in running:
-            done = lab.run(lb, ["python3", "-c", _HAPROXY_STAT], check=False, timeout=10)
+            done = _ask(lab, lb, ["python3", "-c", _HAPROXY_STAT], timeout=10)
             backends[lb] = parse_haproxy_stat(done.stdout, "quiz_servers")
     pairs = {pair.name: pair_status(lab, pair, running) for pair in plan.pairs}
     volume = None
-    first_nas = plan.storage_hosts[0][0]
-    if first_nas in running:
-        done = lab.run(first_nas, ["gluster", "--mode=script", "volume", "status", plan.volume,
-                                   "detail"], check=False, timeout=20)
+    first_nas = next((name for name, _ in plan.storage_hosts if name in running), None)
+    if first_nas:
+        done = _ask(lab, first_nas, ["gluster", "--mode=script", "volume", "status", plan.volume,
+                                     "detail"], timeout=20)
         online = [line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
                   if line.startswith("Online")]
         volume = {"name": plan.volume, "bricks": len(online),
                   "online": sum(state == "Y" for state in online)}
     database = None
     if plan.database_host in running:
-        done = lab.run(plan.database_host, ["pg_isready", "-h", str(plan.database_address),
-                                            "-p", str(plan.database_port)], check=False, timeout=10)
+        done = _ask(lab, plan.database_host, ["pg_isready", "-h", str(plan.database_address),
+                                              "-p", str(plan.database_port)], timeout=10)
         database = {"address": f"{plan.database_address}:{plan.database_port}",
                     "ready": done.returncode == 0}
     return {"programs": programs, "backends": backends, "pairs": pairs, "volume": volume,
             "database": database}
+
+
+def _ask(lab, host, argv, timeout):
+    """A read-only command on a host; a host that does not answer in time reads as nothing."""
+    from subprocess import CompletedProcess
+
+    from quizstack.errors import CommandError
+
+    try:
+        return lab.run(host, argv, check=False, timeout=timeout)
+    except CommandError as exc:
+        return CompletedProcess(argv, 1, "", str(exc))
 
 
 def pair_status(lab, pair, running):
@@ -149,8 +164,8 @@ def pair_status(lab, pair, running):
         if host not in running:
             members[host] = {"state": "DOWN", "holds": []}
             continue
-        done = lab.run(host, ["sh", "-c", f"cat {VRRP_STATE.format(name=pair.name)}; "
-                              "ip -o -4 addr show"], check=False, timeout=10)
+        done = _ask(lab, host, ["sh", "-c", f"cat {VRRP_STATE.format(name=pair.name)}; "
+                                "ip -o -4 addr show"], timeout=10)
         lines = done.stdout.splitlines()
         state = lines[0].strip() if lines and not lines[0].startswith(("1:", "2:")) else "?"
         held = sorted(wanted & {line.split()[3].split("/")[0] for line in lines
