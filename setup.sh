@@ -14,6 +14,7 @@ packages=(
     python3-venv iproute2 iputils-ping procps util-linux kmod
     postgresql haproxy nftables supervisor glusterfs-server glusterfs-client
     nmap wrk chromium graphviz openssh-server netcat-openbsd keepalived conntrackd
+    patroni etcd-server etcd-client
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -229,7 +229,12 @@ def _print_services(services):
         print(f"volume {v['name']}: {v['online']}/{v['bricks']} bricks online")
     if services["database"]:
         d = services["database"]
-        print(f"database {d['address']}: {'ready' if d['ready'] else 'not answering'}")
+        if "members" in d:
+            members = ", ".join(f"{m.get('name')} {m.get('role')} {m.get('state')}"
+                                for m in d["members"]) or "Patroni does not answer"
+            print(f"database {d['address']}: primary {d['primary'] or 'none'} ({members})")
+        else:
+            print(f"database {d['address']}: {'ready' if d['ready'] else 'not answering'}")
 
 
 def cmd_exec(args):

@@ -129,13 +129,47 @@ def service_status(lab):
         volume = {"name": plan.volume, "bricks": len(online),
                   "online": sum(state == "Y" for state in online)}
     database = None
-    if plan.database_host in running:
+    if plan.replicated:
+        members = database_members(lab, plan, running)
+        primary = next((m["name"] for m in members if m.get("role") == "leader"), None)
+        database = {"address": ", ".join(f"{a}:{plan.database_port}" for a in plan.database_addresses),
+                    "ready": primary is not None, "primary": primary, "members": members}
+    elif plan.database_host in running:
         done = _ask(lab, plan.database_host, ["pg_isready", "-h", str(plan.database_address),
                                               "-p", str(plan.database_port)], timeout=10)
         database = {"address": f"{plan.database_address}:{plan.database_port}",
                     "ready": done.returncode == 0}
     return {"programs": programs, "backends": backends, "pairs": pairs, "volume": volume,
             "database": database}
+
+
+_PATRONI_CLUSTER = (
+    "import json, sys, urllib.request\n"
+    "with urllib.request.urlopen(sys.argv[1], timeout=2) as r:\n"
+    "    print(json.dumps(json.load(r).get('members', [])))\n"
+)
+
+
+def database_members(lab, plan, running=None):
+    """Patroni's view of the replicated database: [{name, role, state, lag, ...}].
+
+    Asked of the first database host that answers (any member knows the whole
+    cluster); [] when none does.
+    """
+    import json
+
+    from quizstack.deploy.render import PATRONI_API_PORT
+
+    for name, address in zip(plan.database_hosts, plan.database_addresses):
+        if running is not None and name not in running:
+            continue
+        done = _ask(lab, name, ["python3", "-c", _PATRONI_CLUSTER,
+                                f"http://{address}:{PATRONI_API_PORT}/cluster"], timeout=10)
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            continue
+    return []
 
 
 def _ask(lab, host, argv, timeout):

@@ -308,7 +308,7 @@ def test_no_loadbalancer(tmp_path):
 
 def test_no_database(tmp_path):
     text = replace('roles = ["database"]', 'roles = []')
-    assert "role database: exactly one host needed, found 0" in error_of(tmp_path, text)
+    assert "role database: at least one host needed, found none" in error_of(tmp_path, text)
 
 
 def test_no_web_server(tmp_path):

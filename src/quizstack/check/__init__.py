@@ -198,14 +198,23 @@ class Checker:
                 f"present on: {', '.join(holders) or 'none'}"))
 
             query = f"select count(*) from quiz_quiz where id = {int(made['quiz'])}"
-            rows = self._run(self.plan.database_host, [
-                "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t",
-                "-d", self.plan.database_name, "-c", query])
-            count = rows.stdout.strip()
+            counts = {}
+            for database in self.plan.database_hosts:
+                # A standby replays what it received a moment later: a few tries.
+                deadline = time.monotonic() + 3
+                while True:
+                    rows = self._run(database, [
+                        "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t",
+                        "-d", self.plan.database_name, "-c", query])
+                    counts[database] = rows.stdout.strip() or rows.stderr.strip()[-60:]
+                    if counts[database] == "1" or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+            where = " and ".join(f"{h}'s" for h in self.plan.database_hosts)
             results.append(CheckResult(
-                "database", f"the quiz created through the load balancer is in "
-                f"{self.plan.database_host}'s database", count == "1",
-                f"quiz {made['quiz']}: {count or rows.stderr.strip()} row(s)"))
+                "database", f"the quiz created through the load balancer is in {where} database",
+                all(c == "1" for c in counts.values()),
+                f"quiz {made['quiz']}: " + ", ".join(f"{h} {c} row(s)" for h, c in counts.items())))
         finally:
             self._client(client, "delete", self.base, *CHECK_USER, str(made["quiz"]))
         return results
@@ -221,15 +230,19 @@ class Checker:
                                f"running on: {', '.join(running)}" if running else "none of "
                                + ", ".join(self.plan.web_hosts))]
         client = self.plan.clients[0]
-        probe = ("import socket,sys\ns=socket.socket();s.settimeout(2)\n"
-                 f"sys.exit(0 if s.connect_ex(('{self.plan.database_address}',"
-                 f"{self.plan.database_port}))==0 else 1)")
+        targets = [(str(a), self.plan.database_port) for a in self.plan.database_addresses]
+        probe = ("import socket,sys\nopen_=[]\n"
+                 f"for a in {targets!r}:\n"
+                 "    s=socket.socket();s.settimeout(2)\n"
+                 "    if s.connect_ex(a)==0: open_.append('%s:%d' % a)\n"
+                 "print(' '.join(open_))\n")
         reach = self._run(client, ["python3", "-c", probe], timeout=30)
+        answered = reach.stdout.split()
+        shown = ", ".join(f"{a}:{p}" for a, p in targets)
         results.append(CheckResult(
             "database", f"the database port is closed to clients ({client})",
-            reach.returncode != 0,
-            f"{self.plan.database_address}:{self.plan.database_port} "
-            + ("answered" if reach.returncode == 0 else "unreachable")))
+            reach.returncode == 0 and not answered,
+            f"{shown} " + (f"answered: {' '.join(answered)}" if answered else "unreachable")))
         return results
 
     # -- pairs --------------------------------------------------------------------------
@@ -321,10 +334,52 @@ class Checker:
                      f"not in {standby[0]}'s cache after 3 s"))
         return CheckResult(pair.role, name, bool(found), detail)
 
+    # -- the replicated database -------------------------------------------------------
+
+    def database_cluster(self):
+        """One primary, every standby streaming with nothing left to replay, one
+        synchronous; the consensus with every member healthy."""
+        if not self.plan.replicated:
+            return []
+        from quizstack.stack import database_members
+
+        members = database_members(self.lab, self.plan)
+        leaders = [m["name"] for m in members if m.get("role") == "leader" and m.get("state") == "running"]
+        standbys = sorted(h for h in self.plan.database_hosts if h not in leaders)
+        replication = []
+        if len(leaders) == 1:
+            # The primary knows best who streams from it and how far behind they are.
+            done = self._run(leaders[0], [
+                "runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-F", " ", "-c",
+                "select application_name, state, sync_state, pg_wal_lsn_diff(sent_lsn, replay_lsn) "
+                "from pg_stat_replication order by 1"], timeout=20)
+            replication = [line.split() for line in done.stdout.splitlines() if line.strip()]
+        streaming = sorted(r[0] for r in replication if len(r) == 4 and r[1] == "streaming")
+        ok = (len(leaders) == 1 and streaming == standbys
+              and any(r[2] == "sync" for r in replication)
+              and all(r[3] == "0" for r in replication))
+        shown = (f"primary {leaders[0]}; " if len(leaders) == 1 else
+                 f"primaries: {', '.join(leaders) or 'none'}; ") + (", ".join(
+                     f"{r[0]} {r[1]} {r[2]}, {r[3]} bytes to replay" for r in replication)
+                     or "no standby streaming")
+        results = [CheckResult("database", "one primary; the standby streams synchronously with "
+                               "nothing left to replay", ok, shown)]
+        first = self.plan.consensus_hosts[0][0]
+        endpoints = ",".join(f"http://{a}:2379" for _, a in self.plan.consensus_hosts)
+        done = self._run(first, ["etcdctl", f"--endpoints={endpoints}", "endpoint", "health"],
+                         timeout=30)
+        healthy = [line.split()[0] for line in (done.stdout + done.stderr).splitlines()
+                   if "is healthy" in line]
+        results.append(CheckResult(
+            "database", f"the consensus (etcd) answers on all {len(self.plan.consensus_hosts)} "
+            "members", len(healthy) == len(self.plan.consensus_hosts),
+            f"healthy: {', '.join(healthy) or 'none'}"))
+        return results
+
     def service(self):
         # In sequence: the round-robin count must see no other request.
         return (self.balancing() + self.storage_and_database() + self.database_placement()
-                + self.pairs())
+                + self.database_cluster() + self.pairs())
 
     def all(self):
         """Every check; the scans from each client run beside the HTTP checks."""

@@ -16,6 +16,10 @@ from quizstack.deploy.secrets import scram_verifier, verifier_matches
 
 
 def phases(plan, context):
+    if plan.replicated:
+        from quizstack.deploy import dbcluster
+
+        return dbcluster.phases(plan, context)
     return [Phase("database", "postgresql", (plan.database_host,), add_ops)]
 
 

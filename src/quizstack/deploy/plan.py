@@ -20,7 +20,10 @@ DEFAULTS = {
     "service": {"port": 80, "app_port": 8000, "workers": 2, "threads": 4},
     "storage": {"volume": "nas", "replica": 3, "ping_timeout": 3,
                 "brick": "/var/lib/quizstack/bricks/nas", "mount": "/var/lib/quiz/nas"},
-    "database": {"name": "quiz", "user": "quiz", "port": 5432, "cluster": "quiz"},
+    # A replicated database: Patroni's timings (docs/reliability.md says why
+    # they are safe: loop_wait + 2 x retry_timeout <= ttl).
+    "database": {"name": "quiz", "user": "quiz", "port": 5432, "cluster": "quiz",
+                 "ttl": 6, "loop_wait": 1, "retry_timeout": 2},
 }
 
 
@@ -58,7 +61,7 @@ class Plan:
     app_port: int
     workers: int
     threads: int
-    database_host: str
+    database_host: str                   # the first database host (the only one, alone)
     database_address: IPv4Address
     database_port: int
     database_name: str
@@ -80,6 +83,10 @@ class Plan:
     clients: tuple                       # client host names
     lab_addresses: dict = field(default_factory=dict)  # host (or floating group) -> addresses
     pairs: tuple = ()                    # of Pair: the firewall and balancer pairs, if any
+    database_hosts: tuple = ()           # every database host: more than one is a replicated cluster
+    database_addresses: tuple = ()       # their addresses on the app servers' network, same order
+    consensus_hosts: tuple = ()          # (name, address) of the consensus (etcd) members
+    failover: tuple = (6, 1, 2)          # Patroni's ttl, loop_wait, retry_timeout (seconds)
 
     @property
     def media_root(self):
@@ -88,6 +95,11 @@ class Plan:
     @property
     def web_hosts(self):
         return tuple(b.name for b in self.backends)
+
+    @property
+    def replicated(self):
+        """Whether the database is a replicated cluster with automatic failover."""
+        return len(self.database_hosts) > 1
 
     def pair_of(self, host):
         """The pair a host belongs to, or None for a host that stands alone."""
@@ -148,12 +160,25 @@ def _shared(topology, a, b):
                         "but the service needs them to talk directly")
 
 
+def _failover(topology, database):
+    ttl, loop_wait, retry = (int(database[k]) for k in ("ttl", "loop_wait", "retry_timeout"))
+    if loop_wait + 2 * retry > ttl or min(ttl, loop_wait, retry) < 1:
+        # Patroni's own rule: a primary that cannot reach the consensus for a
+        # whole retry must still have time to step down before its lease ends.
+        raise ScenarioError(f"{_where(topology)}: [database] needs loop_wait + 2 x retry_timeout "
+                            f"<= ttl (got {loop_wait} + 2 x {retry} > {ttl})")
+    return ttl, loop_wait, retry
+
+
 def build_plan(topology):
     service = _settings(topology, "service")
     storage = _settings(topology, "storage")
     database = _settings(topology, "database")
 
-    db = _one(topology, "database")
+    dbs = topology.with_role("database")
+    if not dbs:
+        raise ScenarioError(f"{_where(topology)}: the service needs a database host, found none")
+    db = dbs[0]
     lbs = _one_or_pair(topology, "loadbalancer")
     fws = _one_or_pair(topology, "firewall")
     lb, fw = lbs[0], fws[0]
@@ -170,6 +195,14 @@ def build_plan(topology):
                             f"but the scenario has {len(nases)} storage hosts")
 
     db_net, _, db_address = _shared(topology, webs[0], db)
+    database_addresses = []
+    for other in dbs:
+        net, _, address = _shared(topology, webs[0], other)
+        if net != db_net:
+            raise ScenarioError(f"{_where(topology)}: database host {other.name} is on {net}, "
+                                f"{db.name} on {db_net}: a replicated database shares one network")
+        database_addresses.append(address)
+    consensus = tuple((h.name, _shared(topology, h, db)[1]) for h in topology.with_role("consensus"))
     backends = []
     for web in webs:
         _, backend_address, lb_address_for_web = _shared(topology, web, lb)
@@ -211,6 +244,10 @@ def build_plan(topology):
         threads=int(service["threads"]),
         database_host=db.name,
         database_address=db_address,
+        database_hosts=tuple(h.name for h in dbs),
+        database_addresses=tuple(database_addresses),
+        consensus_hosts=consensus,
+        failover=_failover(topology, database),
         database_port=int(database["port"]),
         database_name=str(database["name"]),
         database_user=str(database["user"]),

@@ -141,8 +141,18 @@ def nftables_conf(plan):
 
 
 def database_url(plan, password):
-    return (f"postgresql://{plan.database_user}:{password}@{plan.database_address}:"
-            f"{plan.database_port}/{plan.database_name}")
+    """Where the app servers find their database.
+
+    A replicated database is every server's address at once: libpq tries them
+    in turn and keeps the one that accepts writes (target_session_attrs), so
+    after a failover a new connection finds the new primary by itself.
+    """
+    if not plan.replicated:
+        return (f"postgresql://{plan.database_user}:{password}@{plan.database_address}:"
+                f"{plan.database_port}/{plan.database_name}")
+    hosts = ",".join(f"{a}:{plan.database_port}" for a in plan.database_addresses)
+    return (f"postgresql://{plan.database_user}:{password}@{hosts}/{plan.database_name}"
+            "?target_session_attrs=read-write")
 
 
 def app_environment(plan, secrets):
@@ -403,3 +413,115 @@ def vrrp_notify(pair, conntrackd=False):
 def sysctl_conf(settings):
     """A sysctl.d drop-in (applied at boot by real hosts; live by the role)."""
     return HEADER + "".join(f"{key} = {value}\n" for key, value in sorted(settings.items()))
+
+
+ETCD_PEER_PORT = 2380
+ETCD_CLIENT_PORT = 2379
+PATRONI_API_PORT = 8008
+
+
+def etcd_environment(plan, host):
+    """etcd's settings as the ETCD_* variables Debian's unit reads from /etc/default/etcd.
+
+    The members are the scenario's consensus hosts, named after them; they
+    listen on their address on the database's network only (and loopback
+    for local tools).
+    """
+    own = dict(plan.consensus_hosts)[host]
+    cluster = ",".join(f"{name}=http://{address}:{ETCD_PEER_PORT}"
+                       for name, address in plan.consensus_hosts)
+    settings = {
+        "ETCD_NAME": host,
+        "ETCD_DATA_DIR": "/var/lib/etcd/quizstack",
+        "ETCD_LISTEN_PEER_URLS": f"http://{own}:{ETCD_PEER_PORT}",
+        "ETCD_LISTEN_CLIENT_URLS": f"http://{own}:{ETCD_CLIENT_PORT},http://127.0.0.1:{ETCD_CLIENT_PORT}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://{own}:{ETCD_PEER_PORT}",
+        "ETCD_ADVERTISE_CLIENT_URLS": f"http://{own}:{ETCD_CLIENT_PORT}",
+        "ETCD_INITIAL_CLUSTER": cluster,
+        "ETCD_INITIAL_CLUSTER_STATE": "new",
+        "ETCD_INITIAL_CLUSTER_TOKEN": f"quizstack-{plan.database_name}",
+    }
+    return HEADER + "".join(f'{key}="{value}"\n' for key, value in settings.items())
+
+
+def _yaml_string(text):
+    """A YAML single-quoted scalar: nothing inside is special but the quote itself."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def patroni_yml(plan, host, secrets, version):
+    """Patroni's configuration for one database host of a replicated cluster.
+
+    Timings (ttl, loop_wait, retry_timeout) come from the plan: a primary
+    whose lease lapses is demoted, and a standby takes over about ttl seconds
+    after the primary went silent. synchronous_mode makes a commit wait until
+    the standby has it, so a failover loses no acknowledged write; not
+    strict, so a primary left alone goes on accepting writes. pg_rewind
+    turns a returning old primary into a standby with no step by hand.
+    """
+    ttl, loop_wait, retry = plan.failover
+    own = plan.database_addresses[plan.database_hosts.index(host)]
+    etcd = ", ".join(f"{address}:{ETCD_CLIENT_PORT}" for _, address in plan.consensus_hosts)
+    peers = "".join(f"      - host replication replicator {a}/32 scram-sha-256\n"
+                    f"      - host postgres rewinder {a}/32 scram-sha-256\n"
+                    for a in plan.database_addresses)
+    q = _yaml_string
+    return HEADER + (
+        f"scope: {q(plan.database_name)}\n"
+        "namespace: /quizstack/\n"
+        f"name: {q(host)}\n"
+        "\n"
+        "restapi:\n"
+        f"  listen: {q(f'{own}:{PATRONI_API_PORT}')}\n"
+        f"  connect_address: {q(f'{own}:{PATRONI_API_PORT}')}\n"
+        "\n"
+        "etcd3:\n"
+        f"  hosts: [{etcd}]\n"
+        "\n"
+        "bootstrap:\n"
+        "  dcs:\n"
+        f"    ttl: {ttl}\n"
+        f"    loop_wait: {loop_wait}\n"
+        f"    retry_timeout: {retry}\n"
+        "    maximum_lag_on_failover: 1048576\n"
+        "    synchronous_mode: true\n"
+        "    synchronous_mode_strict: false\n"
+        "    postgresql:\n"
+        "      use_pg_rewind: true\n"
+        "      use_slots: true\n"
+        "      parameters:\n"
+        "        password_encryption: scram-sha-256\n"
+        "        wal_log_hints: 'on'\n"
+        "        max_connections: 100\n"
+        "        max_wal_senders: 5\n"
+        "        max_replication_slots: 5\n"
+        "        wal_keep_size: 256MB\n"
+        "  initdb:\n"
+        "    - encoding: UTF8\n"
+        "    - data-checksums\n"
+        "\n"
+        "postgresql:\n"
+        f"  listen: {q(f'{own}:{plan.database_port}')}\n"
+        f"  connect_address: {q(f'{own}:{plan.database_port}')}\n"
+        f"  data_dir: /var/lib/postgresql/{version}/{plan.database_cluster}\n"
+        f"  bin_dir: /usr/lib/postgresql/{version}/bin\n"
+        "  pgpass: /var/lib/postgresql/.pgpass.patroni\n"
+        # Patroni's own connection goes through the local socket (peer), not TCP.
+        "  use_unix_socket: true\n"
+        "  authentication:\n"
+        "    superuser:\n"
+        "      username: postgres\n"
+        f"      password: {q(secrets['database_superuser_password'])}\n"
+        "    replication:\n"
+        "      username: replicator\n"
+        f"      password: {q(secrets['database_replication_password'])}\n"
+        "    rewind:\n"
+        "      username: rewinder\n"
+        f"      password: {q(secrets['database_rewind_password'])}\n"
+        "  parameters:\n"
+        "    unix_socket_directories: /var/run/postgresql\n"
+        "  pg_hba:\n"
+        "      - local all postgres peer\n"
+        f"{peers}"
+        f"      - host {plan.database_name} {plan.database_user} {plan.app_subnet} scram-sha-256\n"
+    )

@@ -15,7 +15,8 @@ import secrets as random
 
 from quizstack.errors import DeployError
 
-FIELDS = ("database_password", "django_secret_key")
+FIELDS = ("database_password", "django_secret_key", "database_superuser_password",
+          "database_replication_password", "database_rewind_password")
 
 
 def load_or_create(directory):
@@ -32,8 +33,8 @@ def load_or_create(directory):
             raise DeployError(f"{path}: unreadable secrets ({exc}); remove it to generate new ones")
     missing = [k for k in FIELDS if not data.get(k)]
     if missing:
-        data.setdefault("database_password", random.token_urlsafe(24))
-        data.setdefault("django_secret_key", random.token_urlsafe(50))
+        for field in missing:
+            data[field] = random.token_urlsafe(50 if field == "django_secret_key" else 24)
         fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)

@@ -20,16 +20,16 @@ from quizstack.topology.model import (
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
-ROLES = ("client", "firewall", "loadbalancer", "web", "storage", "database")
-RESERVED_ROLES = ("monitoring", "logs", "management", "database-replica")
+ROLES = ("client", "firewall", "loadbalancer", "web", "storage", "database", "consensus")
+RESERVED_ROLES = ("monitoring", "logs", "management")
 KNOWN_ROLES = ROLES + RESERVED_ROLES
 
-# Exactly one of these per scenario: the architecture has one entry point,
-# one balancer and one primary database. The entry point and the balancer may
-# be a pair (or more) sharing floating addresses: one host to everybody else.
-SINGLE_ROLES = ("firewall", "loadbalancer", "database")
+# Exactly one of these per scenario: the architecture has one entry point and
+# one balancer. Each may be a pair (or more) sharing floating addresses: one
+# host to everybody else.
+SINGLE_ROLES = ("firewall", "loadbalancer")
 GROUPABLE_ROLES = ("firewall", "loadbalancer")
-REQUIRED_ROLES = ("web", "client")
+REQUIRED_ROLES = ("web", "client", "database")
 
 # Host names become UTS names, netns names (qs-<lab>-<host>) and the
 # bridge-side veth names (<host>-<n>, at most 15 characters in Linux).
@@ -377,6 +377,17 @@ class _Builder:
         for role in REQUIRED_ROLES:
             if not topo.with_role(role):
                 self.fail(f"role {role}", "at least one host needed, found none")
+        # Several database hosts are one replicated cluster: electing its
+        # primary needs a majority of an odd number of consensus members.
+        databases = topo.with_role("database")
+        consensus = topo.with_role("consensus")
+        names = ", ".join(h.name for h in consensus) or "none"
+        if len(databases) > 1 and (len(consensus) < 3 or len(consensus) % 2 == 0):
+            self.fail("role consensus", f"{len(databases)} database hosts need an odd number of "
+                                        f"consensus hosts, at least 3 (found {len(consensus)}: {names})")
+        if consensus and len(databases) < 2:
+            self.fail("role consensus", "only a replicated database (two database hosts or more) "
+                                        "uses consensus hosts")
         storage = topo.with_role("storage")
         replica = topo.settings.get("storage", {}).get("replica")
         if replica is None:
