@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from quiz.dburl import parse_database_url
+from quiz.dburl import parse_database_url, with_bounded_waits
 
 
 def _flag(name, default=False):
@@ -47,6 +47,22 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = _list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
 DATABASES = {"default": parse_database_url(os.environ.get("DATABASE_URL", ""))}
+# DATABASE_URL may list several hosts (a primary and its standby) with
+# ?target_session_attrs=read-write: libpq tries them in turn and keeps the one
+# that takes writes, so a new connection finds the primary after a failover.
+#
+# No request may hang on a database that does not answer. Unless the URL sets
+# them itself, libpq gets (dburl.BOUNDED_WAITS):
+# - connect_timeout=2: a host that never completes the connection is given up
+#   after 2 s (per host: a list of two costs at most 4 s), not psycopg's 130 s;
+# - tcp_user_timeout=3000: a query sent on an established connection to a host
+#   gone silent (hung, or cut off: no TCP answer at all) fails once it has gone
+#   unacknowledged for 3 s, instead of after the kernel's ~15 minutes of
+#   retransmissions;
+# - keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3:
+#   an idle connection, or one waiting for a result, to a silent host is found
+#   dead within ~5 s, so the next request does not start on it.
+DATABASES["default"]["OPTIONS"] = with_bounded_waits(DATABASES["default"]["OPTIONS"])
 # Persistent connections: a sync gunicorn worker reuses its connection for
 # QUIZ_CONN_MAX_AGE seconds; the health check catches a restarted database.
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("QUIZ_CONN_MAX_AGE", "600"))
