@@ -5,7 +5,10 @@ recognise and verify the bytes as PNG, JPEG, GIF or WebP, the file must be at
 most 2 MB, and it is stored as ``<32 random hex>.<extension of the real
 format>`` — so a user can neither overwrite someone else's file nor smuggle
 HTML or scripts in under an image name. Files are written to a temporary name
-and renamed, so other servers never serve half a file.
+and renamed, so other servers never serve half a file. A file is stored before
+the row that names it; if the database then refuses the row (a failover, a
+read-only server), NewFiles removes the file again, so no file that no row
+names stays on the shared volume.
 """
 
 import os
@@ -45,8 +48,47 @@ def _detect(uploaded):
     return FORMATS[fmt]
 
 
-def store_image(uploaded):
-    """Check ``uploaded`` (a Django UploadedFile) and store it; return the new Attachment."""
+class NewFiles:
+    """The files one write stores, removed again if the write fails before its commit.
+
+    Use it inside the write's transaction, so it closes before the COMMIT::
+
+        with transaction.atomic(), uploads.NewFiles() as new_files:
+            quiz.attachment = uploads.store_image(image, new_files)
+            quiz.save()
+
+    An exception in the block (the database refused a statement, or anything
+    else) rolls the rows back and removes the files. A failed COMMIT leaves
+    them: its outcome is unknown (the answer may be what was lost), and a row
+    that did commit must not point at a removed file; an unnamed file is the
+    lesser harm.
+    """
+
+    def __init__(self):
+        self.paths = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            for path in self.paths:
+                _remove(path)
+        return False
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def store_image(uploaded, new_files=None):
+    """Check ``uploaded`` (a Django UploadedFile) and store it; return the new Attachment.
+
+    The file is added to ``new_files`` (a NewFiles) so a failed write removes it.
+    """
     if uploaded.size > settings.UPLOAD_MAX_BYTES:
         raise UploadRejected("The image is larger than 2 MB.")
     if uploaded.size == 0:
@@ -62,22 +104,28 @@ def store_image(uploaded):
     final = os.path.join(root, name)
     partial = final + ".part"
     uploaded.seek(0)
-    with open(partial, "xb") as out:
-        for chunk in uploaded.chunks():
-            out.write(chunk)
-    os.replace(partial, final)
+    try:
+        with open(partial, "xb") as out:
+            for chunk in uploaded.chunks():
+                out.write(chunk)
+        os.replace(partial, final)
+    except BaseException:
+        _remove(partial)
+        raise
+    if new_files is not None:
+        new_files.paths.append(final)
     filename = os.path.basename(uploaded.name or "image")[:255]
     return Attachment.objects.create(name=name, filename=filename, mime=mime)
 
 
-def edited(current, uploaded, keep):
+def edited(current, uploaded, keep, new_files=None):
     """The picture after an edit form: a new upload, the current one kept, or none.
 
     Raises UploadRejected for a bad upload. Call `discard_replaced` once the
     owner is saved, inside the same transaction.
     """
     if uploaded:
-        return store_image(uploaded)
+        return store_image(uploaded, new_files)
     return current if keep else None
 
 
@@ -101,11 +149,5 @@ def delete_attachment(attachment):
     path = path_of(attachment.name)
     attachment.delete()
 
-    def remove():
-        if path:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-
-    transaction.on_commit(remove)
+    if path:
+        transaction.on_commit(lambda: _remove(path))

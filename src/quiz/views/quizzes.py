@@ -103,9 +103,9 @@ def create(request):
     image = request.FILES.get("image")
     if not problems:
         try:
-            with transaction.atomic():
+            with transaction.atomic(), uploads.NewFiles() as new_files:
                 if image:
-                    quiz.attachment = uploads.store_image(image)
+                    quiz.attachment = uploads.store_image(image, new_files)
                 quiz.save()
         except uploads.UploadRejected as exc:
             problems.append(str(exc))
@@ -157,9 +157,9 @@ def update(request, quiz):
     keep = bool(request.POST.get("keepAttachment"))
     if not problems:
         try:
-            with transaction.atomic():
+            with transaction.atomic(), uploads.NewFiles() as new_files:
                 old = quiz.attachment
-                quiz.attachment = uploads.edited(old, image, keep)
+                quiz.attachment = uploads.edited(old, image, keep, new_files)
                 quiz.save()
                 uploads.discard_replaced(old, quiz.attachment_id)
         except uploads.UploadRejected as exc:

@@ -68,8 +68,8 @@ def create(request):
     user = None
     if not problems:
         try:
-            with transaction.atomic():
-                photo = uploads.store_image(image) if image else None
+            with transaction.atomic(), uploads.NewFiles() as new_files:
+                photo = uploads.store_image(image, new_files) if image else None
                 user = User.objects.create_user(username, password, photo=photo)
         except uploads.UploadRejected as exc:
             problems.append(str(exc))
@@ -113,9 +113,9 @@ def update(request, user):
     keep = bool(request.POST.get("keepPhoto"))
     if not problems:
         try:
-            with transaction.atomic():
+            with transaction.atomic(), uploads.NewFiles() as new_files:
                 old = user.photo
-                user.photo = uploads.edited(old, image, keep)
+                user.photo = uploads.edited(old, image, keep, new_files)
                 if password:
                     user.set_password(password)
                 user.save()
