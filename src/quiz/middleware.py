@@ -16,6 +16,8 @@ from django.contrib.auth import logout
 from django.db import connection
 from django.http import HttpResponse
 
+from quiz.outage import discard_connection
+
 
 def media_root_problem(root):
     """Why the media root cannot take uploads, or None."""
@@ -75,6 +77,9 @@ def health_problems():
     Cheap on purpose (the load balancer asks several times a second): one
     ``SELECT 1`` on the persistent connection and two ``stat``-like calls on
     the media root (through MediaProbe, so a stalled volume delays nothing).
+    Bounded when the database is away: connecting gives up after
+    connect_timeout per host, a silent or hung server after
+    tcp_user_timeout or QUIZ_DB_WAIT_LIMIT (settings.py).
     It writes nothing: a health check that created files or rows would itself
     fill the shared volume and the database.
     """
@@ -85,7 +90,9 @@ def health_problems():
             cursor.fetchone()
     except Exception as exc:  # any failure means "not healthy", never a 500
         problems.append(f"database: {type(exc).__name__}")
-        connection.close_if_unusable_or_obsolete()
+        # Not close_if_unusable_or_obsolete: asking a silent server whether the
+        # connection is usable would wait on it a second time.
+        discard_connection()
     media = _media_probe.problem(settings.MEDIA_ROOT)
     if media:
         problems.append(media)

@@ -62,11 +62,22 @@ DATABASES = {"default": parse_database_url(os.environ.get("DATABASE_URL", ""))}
 # - keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3:
 #   an idle connection, or one waiting for a result, to a silent host is found
 #   dead within ~5 s, so the next request does not start on it.
+# A host whose kernel still answers but whose PostgreSQL does not is caught by
+# QUIZ_DB_WAIT_LIMIT below (quiz.deadline).
 DATABASES["default"]["OPTIONS"] = with_bounded_waits(DATABASES["default"]["OPTIONS"])
-# Persistent connections: a sync gunicorn worker reuses its connection for
-# QUIZ_CONN_MAX_AGE seconds; the health check catches a restarted database.
+# Django's own backend, with psycopg connections whose waits can be bounded.
+DATABASES["default"]["ENGINE"] = "quiz.postgres"
+# Persistent connections: a gunicorn thread reuses its connection for
+# QUIZ_CONN_MAX_AGE seconds; the health check (SELECT 1 before a request uses
+# it) catches a restarted database. One to a server that became a standby
+# passes that check: quiz.outage closes it at its first refused write.
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("QUIZ_CONN_MAX_AGE", "600"))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Seconds any one wait for the database may last while a request is answered
+# (a query, a commit, the health check); past it the connection is cut and the
+# request answered 503 "try again" (quiz.deadline, quiz.outage). QUIZ's queries
+# take milliseconds; management commands are not bound.
+QUIZ_DB_WAIT_LIMIT = float(os.environ.get("QUIZ_DB_WAIT_LIMIT", "3"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 MEDIA_ROOT = os.environ.get("QUIZ_MEDIA_ROOT", str(Path.cwd() / "media"))
@@ -91,7 +102,9 @@ INSTALLED_APPS = [
 ]
 
 # Kept short on purpose: every middleware runs on every request (see
-# docs/performance.md). /healthz is answered by the first one, before sessions.
+# docs/performance.md). /healthz is answered by the first one, before sessions;
+# DatabaseOutageMiddleware turns a database failure while loading the session
+# and the user, or in a view, into a 503 "try again".
 MIDDLEWARE = [
     "quiz.middleware.HealthzMiddleware",
     "quiz.middleware.HostCheckMiddleware",
@@ -99,6 +112,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "quiz.outage.DatabaseOutageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "quiz.middleware.IdleLogoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

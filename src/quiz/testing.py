@@ -17,17 +17,22 @@ Usage::
 
 It also holds the helpers the app's tests are written with, so they read like
 a user's actions: ``login_as(client, "pepe")``, ``make_quiz(...)``,
-``png_bytes()``.
+``png_bytes()``; and the database faults they play on 127.0.0.1:
+``SilentServer`` (takes connections, never answers), ``FreezableProxy`` (a
+relay that freezes like a hung host) and ``in_thread`` (requests on a
+connection of their own, pointed at either).
 """
 
 import glob
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 
@@ -219,3 +224,135 @@ def image_upload(name="pic.png", content=None, content_type="image/png"):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile(name, png_bytes() if content is None else content, content_type=content_type)
+
+
+# -- database faults on 127.0.0.1 ---------------------------------------------------------
+
+
+def in_thread(call, database, timeout=60):
+    """Run ``call()`` in a new thread whose database connection uses ``database``; return its result.
+
+    ``database`` holds Django settings keys (NAME, HOST, PORT, OPTIONS…) that
+    replace the default connection's, for that thread only: its connection is
+    its own, outside any test transaction, so what it writes is committed. The
+    connection is closed when ``call`` returns; an exception it raised is
+    raised here; a thread still running after ``timeout`` seconds fails.
+    """
+    from django.db import connections
+
+    outcome = {}
+
+    def run():
+        own = connections["default"]
+        own.settings_dict = {**own.settings_dict, **database}
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            own.close()
+
+    thread = threading.Thread(target=run, name="quiz-test-requests", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise AssertionError(f"requests still running after {timeout} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+class SilentServer:
+    """A TCP port on 127.0.0.1 that takes connections and never answers, like a hung database host.
+
+    It listens and never accepts: the kernel completes the handshakes of the
+    backlog and takes the bytes sent, and nothing ever comes back.
+    """
+
+    def __enter__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.port = self.sock.getsockname()[1]
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+class FreezableProxy:
+    """A TCP relay on 127.0.0.1 to a local server, which can freeze like a hung host.
+
+    Frozen, it keeps every connection open and its kernel still acknowledges
+    what is sent, but nothing is relayed or answered, and new connections wait
+    in the backlog, handshake done, unanswered: exactly what a client sees of
+    a host whose programs are stopped. ``thaw`` relays again.
+    """
+
+    POLL = 0.05
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self._relaying = threading.Event()
+        self._relaying.set()
+        self._closing = threading.Event()
+        self._threads = []
+        self._sockets = []
+
+    def freeze(self):
+        self._relaying.clear()
+
+    def thaw(self):
+        self._relaying.set()
+
+    def __enter__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=16)
+        self.listener.settimeout(self.POLL)
+        self.port = self.listener.getsockname()[1]
+        self._start(self._accept)
+        return self
+
+    def __exit__(self, *exc):
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for sock in [self.listener, *self._sockets]:
+            sock.close()
+
+    def _start(self, target, *args):
+        thread = threading.Thread(target=target, args=args, name="quiz-test-proxy", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self):
+        while not self._closing.is_set():
+            if not self._relaying.is_set():
+                self._closing.wait(self.POLL)
+                continue
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            server = socket.create_connection(self.target, timeout=5)
+            self._sockets += [client, server]
+            self._start(self._pump, client, server)
+
+    def _pump(self, client, server):
+        other = {client: server, server: client}
+        while not self._closing.is_set():
+            if not self._relaying.is_set():
+                self._closing.wait(self.POLL)
+                continue
+            readable, _, _ = select.select([client, server], [], [], self.POLL)
+            for sock in readable:
+                try:
+                    data = sock.recv(65536)
+                    if data:
+                        other[sock].sendall(data)
+                        continue
+                except OSError:
+                    pass
+                for end in (client, server):  # one side closed: close the other, as a relay does
+                    try:
+                        end.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return

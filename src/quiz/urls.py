@@ -23,6 +23,9 @@ class IdConverter:
 
 register_converter(IdConverter, "id")
 
+# A database failure outside the views is a 503 "try again" too (quiz.outage).
+handler500 = "quiz.outage.server_error"
+
 urlpatterns = [
     path("", pages.home),
     path("author", pages.author),

@@ -95,4 +95,5 @@ def test_the_server_gets_the_bounded_multi_host_settings_psycopg_accepts(setting
     assert (info["host"], info["port"], info["target_session_attrs"]) == ("10.2.4.31,10.2.4.32", "5432,",
                                                                           "read-write")
     assert (info["connect_timeout"], info["tcp_user_timeout"], info["keepalives"]) == ("2", "3000", "1")
+    assert settings.DATABASES["default"]["ENGINE"] == "quiz.postgres"
     assert settings.DATABASES["default"]["OPTIONS"]["tcp_user_timeout"] == 3000

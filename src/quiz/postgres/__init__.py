@@ -1,0 +1,1 @@
+"""QUIZ's PostgreSQL backend for Django (``ENGINE = "quiz.postgres"``): see base.py."""
