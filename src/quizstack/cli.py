@@ -371,6 +371,16 @@ def _run_records(result):
     return [r for r in requests if "kind" in r], acks
 
 
+def cmd_db(args):
+    from quizstack import stack
+    from quizstack.deploy.plan import build_plan
+
+    lab = _lab(args)
+    old, new = stack.db_switchover(lab, build_plan(lab.topology), args.candidate)
+    print(f"database: switched over from {old} to {new}")
+    return 0
+
+
 def cmd_open(args):
     url = _lab(args).open_forward(port=args.port, client=args.client)
     print(url)
@@ -459,7 +469,7 @@ def build_parser():
     chaos_sub.add_parser("list", help="the built-in experiments")
     crun = chaos_sub.add_parser("run", help="an experiment under load, measured from the clients")
     crun.add_argument("name", help="web-kill, web-stop, web-freeze, storage-kill, lb-kill, "
-                      "fw-kill, or random")
+                      "fw-kill, db-kill, db-cut, db-freeze, db-switchover, or random")
     crun.add_argument("--hold", type=float, default=10.0, help="seconds the fault lasts (10)")
     crun.add_argument("--warmup", type=float, default=5.0, help="seconds of load before it (5)")
     crun.add_argument("--after", type=float, default=5.0,
@@ -471,6 +481,12 @@ def build_parser():
     crun.add_argument("--seed", type=int, help="random: the schedule's seed (1)")
     crun.add_argument("--json", action="store_true", help="the whole result as JSON")
     crun.add_argument("--plot", metavar="FILE.svg", help="draw the timeline")
+
+    dbc = lab_command("db", cmd_db, "operate the replicated database")
+    db_sub = dbc.add_subparsers(dest="db_command", metavar="ACTION")
+    db_sub.required = True
+    switch = db_sub.add_parser("switchover", help="move the primary to the standby, planned")
+    switch.add_argument("--candidate", help="the standby to promote (default: the synchronous one)")
 
     app = sub.add_parser("app", help="run the QUIZ application itself (needs DATABASE_URL)")
     app_sub = app.add_subparsers(dest="app_command", metavar="ACTION")

@@ -224,3 +224,31 @@ _HAPROXY_STAT = (
     "    data += chunk\n"
     "print(data.decode())\n"
 )
+
+
+def db_switchover(lab, plan, candidate=None):
+    """A planned switchover of the replicated database: Patroni moves the primary.
+
+    Returns (old primary, new primary). Patroni waits for the candidate to
+    have everything, stops writes on the old primary, promotes the candidate
+    and turns the old one into its standby.
+    """
+    from quizstack.deploy.dbcluster import PATRONI_CONF
+    from quizstack.errors import QuizstackError
+
+    if not plan.replicated:
+        raise QuizstackError(f"the database is a single server ({plan.database_host}): "
+                             "there is nothing to switch over to")
+    members = database_members(lab, plan)
+    leader = next((m["name"] for m in members if m.get("role") == "leader"), None)
+    standbys = [m["name"] for m in members if m.get("role") in ("sync_standby", "replica")
+                and m.get("state") in ("running", "streaming")]
+    if leader is None or not standbys:
+        raise QuizstackError("the database has no running primary and standby to switch over")
+    candidate = candidate or next((m["name"] for m in members if m.get("role") == "sync_standby"),
+                                  standbys[0])
+    if candidate not in standbys:
+        raise QuizstackError(f"{candidate} is not a running standby (standbys: {', '.join(standbys)})")
+    lab.run(leader, ["patronictl", "-c", PATRONI_CONF, "switchover", "--leader", leader,
+                     "--candidate", candidate, "--force"], timeout=60)
+    return leader, candidate

@@ -199,3 +199,90 @@ def test_faults_by_hand_on_the_command_line(complete, capsys):
     assert "nohost" in capsys.readouterr().err
     assert cli.main(["chaos", "--lab", lab.name, "run", "db-kill"]) == 1
     assert "no experiment 'db-kill'" in capsys.readouterr().err
+
+
+# -- the replicated database ---------------------------------------------------------------
+
+
+def no_server_error(records):
+    """The app never answered a 500: a database outage is a 503 with Retry-After."""
+    return [r for r in records if r.get("status") and r["status"] >= 500 and r["status"] != 503]
+
+
+def test_db_kill_fails_over_within_ten_seconds_and_loses_no_write(complete):
+    lab, _ = complete
+    plan = build_plan(lab.topology)
+    before = watch.database_primary(lab, plan)
+    result, records, events = experiment(lab, "db-kill")
+    summary = result["summary"]
+    assert result["target"] == before
+    assert events["detect"] - events["inject"] <= 10.0
+    assert summary["write_stall"]["seconds"] <= 12.0   # the goal's 10 s, plus a write's spacing
+    assert result["lost"] == [] and summary["acks"]["quiz"] > 0
+    assert not no_server_error(records)
+    # The old primary came back by itself as the standby (pg_rewind, no step by hand).
+    after = watch.database_primary(lab, plan)
+    assert after not in (None, before)
+    assert not watch.problems(lab, plan)
+
+
+def test_db_cut_the_cut_primary_accepts_no_write_and_nothing_is_lost(complete):
+    lab, _ = complete
+    plan = build_plan(lab.topology)
+    before = watch.database_primary(lab, plan)
+    result, records, events = experiment(lab, "db-cut")
+    assert result["target"] == before and "detect" in events
+    assert result["lost"] == []
+    assert not no_server_error(records)
+    assert watch.database_primary(lab, plan) not in (None, before)
+
+
+def test_the_accounting_catches_writes_lost_by_an_asynchronous_failover(complete):
+    """With replication made asynchronous and the standby receiving nothing,
+    the primary acknowledges writes the standby never gets: killing it loses
+    them, and the experiment must say so."""
+    lab, _ = complete
+    plan = build_plan(lab.topology)
+    primary = watch.database_primary(lab, plan)
+    standby = next(h for h in plan.database_hosts if h != primary)
+    patronictl = ["patronictl", "-c", "/etc/patroni/config.yml"]
+    primary_address = str(plan.database_addresses[plan.database_hosts.index(primary)])
+    lab.run(primary, patronictl + ["edit-config", "--force", "-s", "synchronous_mode=false"])
+    try:
+        # Patroni drops the synchronous standby within a loop or two.
+        deadline = time.monotonic() + 20
+        while "sync" in lab.run(primary, ["runuser", "-u", "postgres", "--", "psql", "-XAtc",
+                                          "select sync_state from pg_stat_replication"]).stdout:
+            assert time.monotonic() < deadline, "replication stayed synchronous"
+            time.sleep(0.5)
+        # The standby hears nothing more from the primary's PostgreSQL.
+        lab.run(standby, ["nft", "add table inet qstest; add chain inet qstest in "
+                          "{ type filter hook input priority -10; }; add rule inet qstest in "
+                          f"ip saddr {primary_address} tcp sport {plan.database_port} drop"])
+        chaos = runner.Run(lab, "async-loss", runner.Settings(**dict(SHORT, writes=0.5)))
+        try:
+            chaos.start_load(60)
+            deadline = time.monotonic() + 30
+            while len([a for a in chaos.records()[1] if a["ack"] == "quiz"]) < 3:
+                assert time.monotonic() < deadline, "no write acknowledged"
+                time.sleep(0.5)
+            chaos.inject("kill", primary)
+            # Promotion needs the standby's last news of the primary to be recent
+            # enough (maximum_lag_on_failover): it is, as little was written.
+            lab.run(standby, ["nft", "delete table inet qstest"])
+            deadline = time.monotonic() + 30
+            while watch.database_primary(lab, plan, avoid=(primary,)) != standby:
+                assert time.monotonic() < deadline, "the standby was not promoted"
+                time.sleep(0.5)
+            chaos.heal(primary)
+        finally:
+            chaos.cleanup()
+        result = chaos.finish()
+        assert result["summary"]["lost"]["count"] >= 3, result["lost"][:3]
+        assert any("404" in item["why"] for item in result["lost"])
+    finally:
+        lab.run(standby, ["nft", "delete table inet qstest"], check=False)
+        lab.run(standby, patronictl + ["edit-config", "--force", "-s", "synchronous_mode=true"],
+                check=False)
+        seconds, left = watch.wait_converged(lab, plan, timeout=120)
+        assert not left, left

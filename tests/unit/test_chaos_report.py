@@ -149,3 +149,11 @@ def test_timings_and_the_slowest_answers():
     assert {k: (v["seconds"], v["kind"]) for k, v in s["slowest"].items()} == {
         "read": (2.5, "show"), "write": (4.0, "create")}
     assert summarize(records, [])["timings"] == {"detect": None, "converge": None}
+
+
+def test_the_longest_time_without_a_saved_write():
+    records = [rec(0.0, 0.1, kind="create"), rec(0.5, 0.1, kind="list"), rec(1.0, 0.2, kind="tip"),
+               rec(2.0, 0.5, kind="create", ok=False), rec(6.0, 0.3, kind="tip")]
+    stall = summarize(records, [])["write_stall"]
+    assert stall == {"seconds": pytest.approx(5.1), "start": pytest.approx(1.2), "end": pytest.approx(6.3)}
+    assert summarize(records[:2], [])["write_stall"] is None

@@ -26,11 +26,28 @@ def test_two_database_hosts_and_three_consensus_members(plan):
     assert not build_plan(load_scenario("pfinal")).replicated
 
 
-def test_the_app_servers_list_every_database_and_keep_the_writable_one(plan):
+def test_the_app_servers_reach_the_primary_through_their_local_router(plan):
     assert render.database_url(plan, "pw") == (
-        "postgresql://quiz:pw@10.2.4.31:5432,10.2.4.32:5432/quiz?target_session_attrs=read-write")
+        "postgresql://quiz:pw@127.0.0.1:5432/quiz?target_session_attrs=read-write")
     assert render.database_url(build_plan(load_scenario("pfinal")), "pw") == \
         "postgresql://quiz:pw@10.2.4.31:5432/quiz"
+    cfg = render.db_router_cfg(plan)
+    assert "bind 127.0.0.1:5432" in cfg and "option httpchk GET /primary" in cfg
+    assert "rise 1 port 8008 on-marked-down shutdown-sessions" in cfg
+    assert "server bbdd 10.2.4.31:5432 check" in cfg and "server bbdd2 10.2.4.32:5432 check" in cfg
+    # A second port for reads while there is no primary: any running member.
+    reads = cfg.split("listen postgres_reads")[1]
+    assert "bind 127.0.0.1:5433" in reads and "option httpchk GET /health" in reads
+    env = render.app_environment(plan, SECRETS)
+    assert env["DATABASE_READ_URL"] == "postgresql://quiz:app@127.0.0.1:5433/quiz"
+    assert "DATABASE_READ_URL" not in render.app_environment(build_plan(load_scenario("pfinal")), SECRETS)
+
+
+def test_the_router_comes_between_the_database_and_the_first_migration(plan):
+    phases = [p for role in ROLES for p in role.phases(plan, Context(SECRETS, "/venv"))]
+    position = {p.key: i for i, stage in enumerate(schedule(phases)) for p in stage}
+    assert position["database: postgresql"] < position["web: database router"] \
+        < position["web: migrate"]
 
 
 def test_etcd_members_are_the_consensus_hosts(plan):
@@ -44,7 +61,7 @@ def test_etcd_members_are_the_consensus_hosts(plan):
 def test_patroni_is_synchronous_rewinds_and_fails_over_within_its_ttl(plan):
     conf = render.patroni_yml(plan, "bbdd2", SECRETS, "15")
     for line in ("name: 'bbdd2'", "listen: '10.2.4.32:5432'", "listen: '10.2.4.32:8008'",
-                 "hosts: [10.2.4.31:2379, 10.2.4.32:2379, 10.2.4.33:2379]",
+                 "etcd:\n  hosts: [10.2.4.31:2379, 10.2.4.32:2379, 10.2.4.33:2379]",
                  "ttl: 6", "loop_wait: 1", "retry_timeout: 2",
                  "synchronous_mode: true", "synchronous_mode_strict: false",
                  "use_pg_rewind: true", "- data-checksums",

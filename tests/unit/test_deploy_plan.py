@@ -72,8 +72,12 @@ def test_haproxy_balances_round_robin_over_every_server_with_health_checks(plan)
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")
 def test_haproxy_accepts_the_rendered_configuration(plan, tmp_path):
+    from quiz.unavailable import haproxy_errorfile
+
+    page = tmp_path / "503.http"
+    page.write_text(haproxy_errorfile())
     path = tmp_path / "haproxy.cfg"
-    path.write_text(render.haproxy_cfg(plan))
+    path.write_text(render.haproxy_cfg(plan).replace(render.HAPROXY_503, str(page)))
     done = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -31,6 +31,9 @@ class Experiment:
     # its wall-clock time if the component logged one, else None: now)
     detector: Callable
     params: dict = field(default_factory=dict)
+    # fence(lab, plan, host, since) -> like detector: the faulted host shown to
+    # have stopped doing what it must not do any more (a cut primary's writes)
+    fence: Callable | None = None
 
 
 def _web(lab, plan):
@@ -76,6 +79,38 @@ def took_over(lab, plan, host, since):
     return None
 
 
+def _primary(lab, plan):
+    if not plan.replicated:
+        raise ExperimentError(f"there is one database ({plan.database_host}): its loss stops "
+                              "every write by design; run this on a replicated database (complete)")
+    primary = watch.database_primary(lab, plan)
+    if primary is None:
+        raise ExperimentError("the database has no single running primary now; wait or heal first")
+    return primary
+
+
+def promoted(lab, plan, host, since):
+    """Another database host is the running primary."""
+    leader = watch.database_primary(lab, plan, avoid=(host,))
+    return (f"Patroni: {leader} promoted", None) if leader and leader != host else None
+
+
+def takes_no_writes(lab, plan, host, since):
+    """The cut-off primary stepped down: its PostgreSQL is a standby or stopped.
+
+    Asked inside the host itself (the lab reaches a cut host; nobody else can).
+    """
+    try:
+        done = lab.run(host, ["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-c",
+                              "select pg_is_in_recovery()"], check=False, timeout=5)
+    except QuizstackError:
+        return None
+    if done.returncode != 0 or done.stdout.strip() == "t":
+        state = "a standby" if done.stdout.strip() == "t" else "stopped"
+        return f"{host}'s PostgreSQL is {state}, it takes no writes", None
+    return None
+
+
 def brick_given_up(lab, plan, host, since):
     """The app servers' volume client gave the node's brick up (writes go on without it)."""
     seen = watch.volume_client_saw(lab, plan, host, since)
@@ -93,6 +128,12 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment("lb-kill", "the active load balancer's power cut", "kill",
                _active("loadbalancer"), took_over),
     Experiment("fw-kill", "the active firewall's power cut", "kill", _active("firewall"), took_over),
+    Experiment("db-kill", "the primary database's power cut", "kill", _primary, promoted),
+    Experiment("db-cut", "the primary database cut off from everybody (a partition)", "cut",
+               _primary, promoted, fence=takes_no_writes),
+    Experiment("db-freeze", "the primary database hung", "freeze", _primary, promoted),
+    Experiment("db-switchover", "a planned switchover to the standby (quizstack db switchover)",
+               "switchover", _primary, promoted),
 )}
 
 
@@ -111,7 +152,7 @@ def random_candidates(plan):
     death stops the service by design (the database until it has a replica, a
     firewall or balancer without its pair), which a drill need not show again.
     """
-    single = {plan.database_host: "the only database"}
+    single = {} if plan.replicated else {plan.database_host: "the only database"}
     if not plan.pair_of(plan.lb_hosts[0]):
         single[plan.lb_hosts[0]] = "the only load balancer"
     if not plan.pair_of(plan.fw_hosts[0]):

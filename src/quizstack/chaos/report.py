@@ -167,6 +167,7 @@ def summarize(records, events, acks=(), lost=()):
         "lost": lost_writes,
     }
     summary["slowest"] = slowest(records)
+    summary["write_stall"] = write_stall(records)
     summary["timings"] = timings(events, inject, heal)
     bounds = phase_bounds(start, end, inject, heal) if records else {p: (None, None) for p in PHASES}
     summary["phases"] = {
@@ -192,15 +193,29 @@ def slowest(records):
     return found
 
 
+def write_stall(records):
+    """The longest stretch between two successful writes (creations and tips) being
+    answered, from the first to the last: how long nobody could save anything."""
+    ends = sorted(r["t"] + r["dt"] for r in records if r["ok"] and r["kind"] in WRITES)
+    if len(ends) < 2:
+        return None
+    gaps = [(after - before, before, after) for before, after in zip(ends, ends[1:])]
+    seconds, start, end = max(gaps)
+    return {"seconds": seconds, "start": start, "end": end}
+
+
 def timings(events, inject, heal):
     """Seconds from the fault to its detection, and from the heal to convergence."""
     def first(kind, after):
         return next((e["t"] for e in events if e["kind"] == kind and after is not None
                      and e["t"] >= after), None)
 
-    detect, converged = first("detect", inject), first("converged", heal)
-    return {"detect": detect - inject if detect is not None else None,
-            "converge": converged - heal if converged is not None else None}
+    detect, converged, fenced = first("detect", inject), first("converged", heal), first("fenced", inject)
+    found = {"detect": detect - inject if detect is not None else None,
+             "converge": converged - heal if converged is not None else None}
+    if fenced is not None:
+        found["fenced"] = fenced - inject
+    return found
 
 
 # -- the terminal ----------------------------------------------------------------------------
@@ -244,8 +259,12 @@ def lines(summary):
     parts = []
     if summary.get("timings", {}).get("detect") is not None:
         parts.append(f"detected {summary['timings']['detect']:.1f} s after the fault")
+    if summary.get("timings", {}).get("fenced") is not None:
+        parts.append(f"fenced {summary['timings']['fenced']:.1f} s after the fault")
     if summary.get("timings", {}).get("converge") is not None:
         parts.append(f"converged {summary['timings']['converge']:.1f} s after the heal")
+    if summary.get("write_stall"):
+        parts.append(f"longest without a saved write {summary['write_stall']['seconds']:.2f} s")
     for kind, worst in summary.get("slowest", {}).items():
         parts.append(f"slowest {kind} {worst['seconds']:.2f} s ({worst['kind']})")
     if parts:

@@ -185,6 +185,14 @@ class Run:
     # -- faults ----------------------------------------------------------------------------
 
     def inject(self, kind, host, **params):
+        if kind == "switchover":
+            # Planned, not a fault: the database's own manager moves the primary.
+            from quizstack.stack import db_switchover
+
+            began = time.time()
+            _, new = db_switchover(self.lab, self.plan)
+            self.event("inject", f"switchover {host} -> {new}", began)
+            return {"t": began, "began": began, "planned": True}
         self.injected.append(host)
         fault = self.lab.inject(kind, host, **params)
         what = " ".join([kind, host] + [f"{k}={v}" for k, v in params.items()])
@@ -197,14 +205,16 @@ class Run:
         t = max((f.get("t") or 0 for f in healed), default=None) or None
         self.event("heal", f"{host} healed", t)
 
-    def detect(self, detector, host, since, until):
-        """Poll the detector until it reports or the time is up."""
-        while time.time() < until:
-            seen = detector(self.lab, self.plan, host, since)
-            if seen:
-                what, when = seen
-                self.event("detect", what, when)
-                return
+    def detect(self, watched, host, since, until):
+        """Poll each detector ({event kind: detector}) until it reports or the time is up."""
+        waiting = dict(watched)
+        while waiting and time.time() < until:
+            for kind, detector in list(waiting.items()):
+                seen = detector(self.lab, self.plan, host, since)
+                if seen:
+                    what, when = seen
+                    self.event(kind, what, when)
+                    del waiting[kind]
             time.sleep(0.1)
 
     def converge(self):
@@ -316,9 +326,13 @@ def run(lab, name, settings=None, progress=None):
         fault = chaos.inject(experiment.kind, host, **experiment.params)
         since = fault.get("began") or fault.get("t") or time.time()
         until = (fault.get("t") or time.time()) + settings.hold
-        chaos.detect(experiment.detector, host, since, until)
+        watched = {"detect": experiment.detector}
+        if experiment.fence:
+            watched["fenced"] = experiment.fence
+        chaos.detect(watched, host, since, until)
         time.sleep(max(0.0, until - time.time()))
-        chaos.heal(host)
+        if not fault.get("planned"):
+            chaos.heal(host)
         chaos.converge()
         time.sleep(settings.after)
     finally:

@@ -174,6 +174,18 @@ def heal_pending(lab, plan, avoid=()):
 def problems(lab, plan):
     """What keeps the service from its normal state, as short phrases (empty: converged)."""
     found = []
+    if plan.replicated:
+        from quizstack.stack import database_members
+
+        members = database_members(lab, plan)
+        leaders = [m for m in members if m.get("role") == "leader" and m.get("state") == "running"]
+        others = [m for m in members if m.get("role") in ("replica", "sync_standby")
+                  and m.get("state") in ("running", "streaming")]
+        if not (len(leaders) == 1 and len(others) == len(plan.database_hosts) - 1
+                and any(m.get("role") == "sync_standby" for m in others)):
+            found.append("database: " + (", ".join(f"{m.get('name')} {m.get('role')} "
+                                                   f"{m.get('state')}" for m in members)
+                                         or "Patroni does not answer"))
     for pair in plan.pairs:
         states = {h: vrrp_state(lab, h, pair) for h in pair.hosts}
         if sorted(states.values()) != sorted(["MASTER"] + ["BACKUP"] * (len(pair.hosts) - 1)):
@@ -203,3 +215,17 @@ def wait_converged(lab, plan, timeout=90.0, interval=0.5):
         time.sleep(interval)
         left = problems(lab, plan)
     return time.monotonic() - started, left
+
+
+def database_primary(lab, plan, avoid=()):
+    """The database host Patroni calls the running leader, asked of the other members.
+
+    A member being faulted is left out (`avoid`): a hung or cut host would
+    only make the question wait.
+    """
+    from quizstack.stack import database_members
+
+    running = {h for h in plan.database_hosts if h not in avoid and _root(lab, h)}
+    members = database_members(lab, plan, running)
+    leaders = [m["name"] for m in members if m.get("role") == "leader" and m.get("state") == "running"]
+    return leaders[0] if len(leaders) == 1 else None

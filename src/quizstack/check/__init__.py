@@ -224,7 +224,10 @@ class Checker:
         for backend in self.plan.backends:
             ps = self._run(backend.name, ["ps", "-eo", "comm="])
             listening = self._run(backend.name, ["ss", "-Hltn", f"sport = :{self.plan.database_port}"])
-            if "postgres" in ps.stdout.split() or listening.stdout.strip():
+            # The router to a replicated database listens on loopback only: not a database.
+            others = [line for line in listening.stdout.splitlines()
+                      if line.split() and not line.split()[3].startswith("127.0.0.1:")]
+            if "postgres" in ps.stdout.split() or others:
                 running.append(backend.name)
         results = [CheckResult("database", "no app server runs PostgreSQL", not running,
                                f"running on: {', '.join(running)}" if running else "none of "

@@ -8,6 +8,7 @@ the service address and the servers' gateway to whichever holds them, and
 moves them when that member's HAProxy stops answering (see vrrp.py).
 """
 
+from quiz.unavailable import haproxy_errorfile
 from quizstack.deploy import ops, render, vrrp
 from quizstack.deploy.roles import Phase, install_probe, scenario_host
 
@@ -29,12 +30,15 @@ def add_ops(plan, context):
     if plan.pair_of(scenario_host()):
         # The backup binds the floating service address before it holds it.
         vrrp.add_sysctl_ops({"net.ipv4.ip_nonlocal_bind": 1})
+    # QUIZ's own page for "no server can answer" (the app ships it; HAProxy
+    # serves it as is): written before the configuration that names it.
+    page = ops.config_file(render.HAPROXY_503, haproxy_errorfile(), name="haproxy 503 page")
     cfg = ops.config_file(CONFIG, render.haproxy_cfg(plan),
                           check=["haproxy", "-c", "-q", "-f", "{}"], name="haproxy.cfg")
     # /run starts empty at boot: the stats socket's directory is made at each start.
     ops.service("haproxy", "/bin/sh -c 'mkdir -p /run/haproxy && "
                 f"exec /usr/sbin/haproxy -W -db -f {CONFIG}'", unit="haproxy",
-                restart=(cfg,), priority=300, name="haproxy service")
+                restart=(cfg, page), priority=300, name="haproxy service")
     ops.wait_until(f"{up} /run/haproxy/admin.sock quiz_servers {len(plan.backends)}",
                    f"all {len(plan.backends)} servers UP in HAProxy", name="wait: backends up")
 

@@ -8,6 +8,7 @@ must accept it before it goes live.
 
 HEADER = "# Written by quizstack from the scenario; changes here are overwritten.\n"
 CONNTRACKD_PORT = 3780
+HAPROXY_503 = "/etc/haproxy/errors/quiz-503.http"
 
 
 def postgresql_conf(plan):
@@ -72,6 +73,8 @@ def haproxy_cfg(plan):
         "    retries 3\n"
         "    option redispatch 1\n"
         "    retry-on conn-failure empty-response response-timeout 502 503 504\n"
+        # When no server can answer, QUIZ's own "back in a moment" page.
+        f"    errorfile 503 {HAPROXY_503}\n"
         "\n"
         "frontend quiz\n"
         f"    bind {plan.lb_address}:{plan.port}\n"
@@ -140,24 +143,35 @@ def nftables_conf(plan):
     )
 
 
+DB_ROUTER_ADDRESS = "127.0.0.1"
+DB_ROUTER_CONF = "/etc/haproxy/quiz-db.cfg"
+DB_ROUTER_SOCKET = "/run/quiz-db/admin.sock"
+DB_READS_PORT = 5433
+
+
 def database_url(plan, password):
     """Where the app servers find their database.
 
-    A replicated database is every server's address at once: libpq tries them
-    in turn and keeps the one that accepts writes (target_session_attrs), so
-    after a failover a new connection finds the new primary by itself.
+    A replicated database is reached through a router on each app server
+    (db_router_cfg), which always points at the current primary;
+    target_session_attrs makes sure of it once more for every connection.
     """
     if not plan.replicated:
         return (f"postgresql://{plan.database_user}:{password}@{plan.database_address}:"
                 f"{plan.database_port}/{plan.database_name}")
-    hosts = ",".join(f"{a}:{plan.database_port}" for a in plan.database_addresses)
-    return (f"postgresql://{plan.database_user}:{password}@{hosts}/{plan.database_name}"
-            "?target_session_attrs=read-write")
+    return (f"postgresql://{plan.database_user}:{password}@{DB_ROUTER_ADDRESS}:"
+            f"{plan.database_port}/{plan.database_name}?target_session_attrs=read-write")
 
 
 def app_environment(plan, secrets):
     """The QUIZ server's environment (secret: written with mode 0600)."""
-    return {
+    extra = {}
+    if plan.replicated:
+        # Where reads go while there is no primary (the router's second port).
+        extra["DATABASE_READ_URL"] = (
+            f"postgresql://{plan.database_user}:{secrets['database_password']}@"
+            f"{DB_ROUTER_ADDRESS}:{DB_READS_PORT}/{plan.database_name}")
+    return extra | {
         "DATABASE_URL": database_url(plan, secrets["database_password"]),
         "DJANGO_SECRET_KEY": secrets["django_secret_key"],
         "DJANGO_ALLOWED_HOSTS": "*",
@@ -224,6 +238,24 @@ def quiz_systemd_unit(command, mount):
         "\n"
         "[Service]\n"
         "EnvironmentFile=/etc/quiz/quiz.env\n"
+        f"ExecStart={command}\n"
+        "Restart=always\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def db_router_systemd_unit(command):
+    """The database router as a systemd unit, for real Debian hosts."""
+    return HEADER + (
+        "[Unit]\n"
+        "Description=QUIZ's router to the primary database (HAProxy)\n"
+        "After=network-online.target\n"
+        "Before=quiz.service\n"
+        "\n"
+        "[Service]\n"
+        "RuntimeDirectory=quiz-db\n"
         f"ExecStart={command}\n"
         "Restart=always\n"
         "\n"
@@ -440,6 +472,8 @@ def etcd_environment(plan, host):
         "ETCD_INITIAL_CLUSTER": cluster,
         "ETCD_INITIAL_CLUSTER_STATE": "new",
         "ETCD_INITIAL_CLUSTER_TOKEN": f"quizstack-{plan.database_name}",
+        # Patroni keeps its leader lease through the v2 API (see patroni_yml).
+        "ETCD_ENABLE_V2": "true",
     }
     return HEADER + "".join(f'{key}="{value}"\n' for key, value in settings.items())
 
@@ -475,7 +509,12 @@ def patroni_yml(plan, host, secrets, version):
         f"  listen: {q(f'{own}:{PATRONI_API_PORT}')}\n"
         f"  connect_address: {q(f'{own}:{PATRONI_API_PORT}')}\n"
         "\n"
-        "etcd3:\n"
+        # etcd's v2 API, not etcd3: Patroni 3.0's etcd3 code renews the leader
+        # key without comparing it, so a primary that was hung past its lease
+        # took the lease back from its successor when it woke, and the writes
+        # the successor had acknowledged were lost (measured: db-freeze lost 4).
+        # Through v2 every renewal is a compare-and-swap on the leader's name.
+        "etcd:\n"
         f"  hosts: [{etcd}]\n"
         "\n"
         "bootstrap:\n"
@@ -524,4 +563,57 @@ def patroni_yml(plan, host, secrets, version):
         "      - local all postgres peer\n"
         f"{peers}"
         f"      - host {plan.database_name} {plan.database_user} {plan.app_subnet} scram-sha-256\n"
+    )
+
+
+def db_router_cfg(plan):
+    """A local TCP router on each app server to whichever database host is primary.
+
+    libpq can take every database host and keep the writable one, but it
+    tries them in turn with a connect timeout of at least 2 s each: measured
+    in the lab, with the first host dead, every new connection lost 2 s to it,
+    more than a read may wait, and the service stayed down until the dead
+    host came back. The router asks each host's Patroni (`GET /primary`,
+    200 only on the leader) twice a second instead: a new connection goes
+    straight to the primary, and when the primary changes or goes silent the
+    router cuts the connections to it (`on-marked-down shutdown-sessions`),
+    so the app reconnects at once rather than waiting on a dead socket.
+    """
+    servers = "".join(f"    server {name} {address}:{plan.database_port} check\n"
+                      for name, address in zip(plan.database_hosts, plan.database_addresses))
+    return HEADER + (
+        "global\n"
+        f"    stats socket {DB_ROUTER_SOCKET} mode 600 level admin\n"
+        "    maxconn 1000\n"
+        "\n"
+        "defaults\n"
+        "    mode tcp\n"
+        "    timeout connect 500ms\n"
+        "    timeout check 1s\n"
+        # The app keeps its database connections for minutes between requests.
+        "    timeout client 1h\n"
+        "    timeout server 1h\n"
+        "\n"
+        "listen postgres\n"
+        f"    bind {DB_ROUTER_ADDRESS}:{plan.database_port}\n"
+        "    balance first\n"
+        "    option httpchk GET /primary\n"
+        "    http-check expect status 200\n"
+        # Four checks a second; one answer is enough to follow a new primary
+        # (an old one that answers for a moment after waking cannot commit:
+        # its synchronous standby is gone), two misses to leave one.
+        f"    default-server inter 250ms fall 2 rise 1 port {PATRONI_API_PORT} "
+        "on-marked-down shutdown-sessions\n"
+        f"{servers}"
+        "\n"
+        # Reads when there is no primary (a failover, a switchover): any member
+        # whose PostgreSQL runs; the app falls back to it for safe requests only.
+        "listen postgres_reads\n"
+        f"    bind {DB_ROUTER_ADDRESS}:{DB_READS_PORT}\n"
+        "    balance first\n"
+        "    option httpchk GET /health\n"
+        "    http-check expect status 200\n"
+        f"    default-server inter 250ms fall 2 rise 1 port {PATRONI_API_PORT} "
+        "on-marked-down shutdown-sessions\n"
+        f"{servers}"
     )

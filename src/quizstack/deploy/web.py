@@ -22,11 +22,18 @@ GUNICORN_CONF = "/etc/quiz/gunicorn.conf.py"
 
 
 def phases(plan, context):
-    return [
+    database = "database: postgresql"
+    found = [
         Phase("web", "configure", plan.web_hosts, add_config_ops),
         Phase("web", "mount", plan.web_hosts, add_mount_ops, needs=("storage: volume",)),
+    ]
+    if plan.replicated:
+        found.append(Phase("web", "database router", plan.web_hosts, add_router_ops,
+                           needs=(database,)))
+        database = "web: database router"
+    return found + [
         Phase("web", "migrate", plan.web_hosts[:1], add_migrate_ops,
-              needs=("database: postgresql", "web: configure")),
+              needs=(database, "web: configure")),
         Phase("web", "gunicorn", plan.web_hosts, add_server_ops,
               needs=("web: configure", "web: mount", "web: migrate")),
     ]
@@ -120,6 +127,26 @@ def add_config_ops(plan, context):
                            name="gunicorn settings")
     # The server phase restarts gunicorn if either changed.
     context.changes[(scenario_host(), "quiz")] = (env, conf)
+
+
+def add_router_ops(plan, context):
+    """The local router to the primary database (render.db_router_cfg says why)."""
+    up = install_probe("backends_up")
+    cfg = ops.config_file(render.DB_ROUTER_CONF, render.db_router_cfg(plan),
+                          check=["haproxy", "-c", "-q", "-f", "{}"], name="database router settings")
+    command = f"/usr/sbin/haproxy -W -db -f {render.DB_ROUTER_CONF}"
+    restart = (cfg,)
+    if host.get_fact(ops.InitSystem) == "systemd":
+        unit = ops.config_file("/etc/systemd/system/quiz-db-router.service",
+                               render.db_router_systemd_unit(command), name="quiz-db-router unit")
+        reload_units(unit, name="systemd daemon-reload")
+        restart += (unit,)
+    # /run starts empty at boot: the socket's directory is made at each start.
+    ops.service("quiz-db-router", "/bin/sh -c 'mkdir -p /run/quiz-db && exec "
+                f"{command}'", unit="quiz-db-router", restart=restart, priority=250,
+                name="database router service")
+    ops.wait_until(f"{up} {render.DB_ROUTER_SOCKET} postgres 1",
+                   "the router to find the primary database", name="wait: primary found")
 
 
 def add_migrate_ops(plan, context):
