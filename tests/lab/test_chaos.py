@@ -59,8 +59,8 @@ def complete():
             os.environ["QUIZSTACK_STATE_ROOT"] = previous
 
 
-def experiment(lab, name):
-    result = runner.run(lab, name, runner.Settings(**SHORT))
+def experiment(lab, name, **longer):
+    result = runner.run(lab, name, runner.Settings(**dict(SHORT, **longer)))
     records, _ = _run_records(result)
     events = {e["kind"]: e["t"] for e in result["events"]}
     return result, records, events
@@ -213,7 +213,8 @@ def test_db_kill_fails_over_within_ten_seconds_and_loses_no_write(complete):
     lab, _ = complete
     plan = build_plan(lab.topology)
     before = watch.database_primary(lab, plan)
-    result, records, events = experiment(lab, "db-kill")
+    # Held longer than the lease (6 s), so the standby takes over before the heal.
+    result, records, events = experiment(lab, "db-kill", hold=12.0)
     summary = result["summary"]
     assert result["target"] == before
     assert events["detect"] - events["inject"] <= 10.0
@@ -230,8 +231,10 @@ def test_db_cut_the_cut_primary_accepts_no_write_and_nothing_is_lost(complete):
     lab, _ = complete
     plan = build_plan(lab.topology)
     before = watch.database_primary(lab, plan)
-    result, records, events = experiment(lab, "db-cut")
+    result, records, events = experiment(lab, "db-cut", hold=12.0)
     assert result["target"] == before and "detect" in events
+    # The cut primary stepped down once its lease was over (ttl 6 s + a loop or two).
+    assert events["fenced"] - events["inject"] <= 12.0
     assert result["lost"] == []
     assert not no_server_error(records)
     assert watch.database_primary(lab, plan) not in (None, before)
@@ -252,7 +255,7 @@ def test_the_accounting_catches_writes_lost_by_an_asynchronous_failover(complete
         # Patroni drops the synchronous standby within a loop or two.
         deadline = time.monotonic() + 20
         while "sync" in lab.run(primary, ["runuser", "-u", "postgres", "--", "psql", "-XAtc",
-                                          "select sync_state from pg_stat_replication"]).stdout:
+                                          "select sync_state from pg_stat_replication"]).stdout.split():
             assert time.monotonic() < deadline, "replication stayed synchronous"
             time.sleep(0.5)
         # The standby hears nothing more from the primary's PostgreSQL.
