@@ -93,18 +93,6 @@ def test_nft_accepts_the_pairs_ruleset(plan, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")
-def test_haproxy_accepts_the_pairs_configuration(plan, tmp_path):
-    from quiz.unavailable import haproxy_errorfile
-
-    page = tmp_path / "503.http"
-    page.write_text(haproxy_errorfile())
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(render.haproxy_cfg(plan).replace(render.HAPROXY_503, str(page)))
-    done = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def test_keepalived_comes_after_the_service_it_guards(plan):
     phases = [p for role in ROLES for p in role.phases(plan, Context({}, "/venv"))]
     stages = [[p.key for p in stage] for stage in schedule(phases)]

@@ -71,15 +71,21 @@ def test_haproxy_balances_round_robin_over_every_server_with_health_checks(plan)
 
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")
-def test_haproxy_accepts_the_rendered_configuration(plan, tmp_path):
+@pytest.mark.parametrize("scenario", ["pfinal", "complete"])
+def test_haproxy_accepts_the_rendered_configurations(scenario, tmp_path):
     from quiz.unavailable import haproxy_errorfile
 
+    plan = build_plan(load_scenario(scenario))
     page = tmp_path / "503.http"
     page.write_text(haproxy_errorfile())
-    path = tmp_path / "haproxy.cfg"
-    path.write_text(render.haproxy_cfg(plan).replace(render.HAPROXY_503, str(page)))
-    done = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    files = [render.haproxy_cfg(plan).replace(render.HAPROXY_503, str(page))]
+    if plan.replicated:
+        files.append(render.db_router_cfg(plan))   # the app servers' router to the primary
+    for index, text in enumerate(files):
+        path = tmp_path / f"haproxy-{index}.cfg"
+        path.write_text(text)
+        done = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_nftables_drops_by_default_and_opens_only_the_service(plan):
