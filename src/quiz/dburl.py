@@ -9,7 +9,8 @@ a dependency for a page of code, and lets us refuse anything that is not
 PostgreSQL: the app is stateless only if every server shares one database.
 A URL that libpq would misread (an empty host in a list, a bad port) is
 refused here with a clear ImproperlyConfigured, at start, rather than as a
-connection error on the first request.
+connection error on the first request. ``DATABASE_READ_URL``, where reads go
+while there is no primary, is parsed the same way (``read_database``).
 """
 
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -29,32 +30,38 @@ BOUNDED_WAITS = {
     "tcp_user_timeout": 3000,    # ms that sent data may stay unacknowledged
 }
 
+READ_ALIAS = "standby"  # Django's alias for DATABASE_READ_URL's database (quiz.standby)
 
-def parse_database_url(url):
+# libpq's ``options``: every transaction on the read URL's connections is read-only.
+READ_ONLY = "-c default_transaction_read_only=on"
+
+
+def parse_database_url(url, variable="DATABASE_URL"):
     """Return a Django database settings dict for a PostgreSQL URL.
 
     A percent-encoded host starting with ``/`` is a Unix socket directory, as
     libpq understands it; several hosts are a comma list, each with its own
     port or none (``a,b:5433`` gives HOST ``a,b`` and PORT ``,5433``: an empty
     item is libpq's default port); query parameters (``sslmode=require``,
-    ``target_session_attrs=read-write``) become OPTIONS.
+    ``target_session_attrs=read-write``) become OPTIONS. ``variable`` is the
+    name errors give the URL.
     """
     if not url:
-        raise ImproperlyConfigured("DATABASE_URL is not set: the QUIZ server needs a PostgreSQL database")
+        raise ImproperlyConfigured(f"{variable} is not set: the QUIZ server needs a PostgreSQL database")
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL is not a valid URL: {exc}") from None
+        raise ImproperlyConfigured(f"{variable} is not a valid URL: {exc}") from None
     if parts.scheme not in SCHEMES:
         raise ImproperlyConfigured(
-            f"DATABASE_URL must start with postgres:// or postgresql://, not {parts.scheme or '(nothing)'}://"
+            f"{variable} must start with postgres:// or postgresql://, not {parts.scheme or '(nothing)'}://"
         )
     name = unquote(parts.path.lstrip("/"))
     if not name:
-        raise ImproperlyConfigured("DATABASE_URL names no database (postgresql://user@host:port/DBNAME)")
+        raise ImproperlyConfigured(f"{variable} names no database (postgresql://user@host:port/DBNAME)")
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     user, _, password = userinfo.partition(":")
-    hosts, ports = _hosts_and_ports(hostlist)
+    hosts, ports = _hosts_and_ports(hostlist, variable)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
@@ -71,7 +78,27 @@ def with_bounded_waits(options):
     return {**BOUNDED_WAITS, **options}
 
 
-def _hosts_and_ports(hostlist):
+def read_database(url):
+    """Django's settings for DATABASE_READ_URL (alias READ_ALIAS), where reads go while there is no primary.
+
+    Parsed like DATABASE_URL, with the same bounded waits and backend. Two
+    things differ. Its connections are read-only at the server: the read URL
+    reaches whichever member runs, the primary too, and a write that came this
+    way by mistake is refused there (SQLSTATE 25006) rather than saved behind
+    the router's back. And they last one request (CONN_MAX_AGE 0): they are
+    needed for seconds at a time, during a failover, and kept ones would hold
+    a connection slot per server thread on the standby for nothing. A test
+    run mirrors it to the default database instead of creating one through it.
+    """
+    database = parse_database_url(url, "DATABASE_READ_URL")
+    options = database["OPTIONS"]
+    options["options"] = f"{options['options']} {READ_ONLY}" if options.get("options") else READ_ONLY
+    database.update(ENGINE="quiz.postgres", OPTIONS=with_bounded_waits(options), CONN_MAX_AGE=0,
+                    CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})
+    return database
+
+
+def _hosts_and_ports(hostlist, variable):
     """Split libpq's ``host[:port],host[:port]…`` into two lists of the same length.
 
     No host at all (``postgresql:///quiz``) is libpq's default, the local
@@ -85,17 +112,17 @@ def _hosts_and_ports(hostlist):
         if item.startswith("["):  # [IPv6]:port
             address, bracket, port = item[1:].partition("]")
             if not bracket or (port and not port.startswith(":")):
-                raise ImproperlyConfigured(f"DATABASE_URL has a bad IPv6 host {item!r} (write [address]:port)")
+                raise ImproperlyConfigured(f"{variable} has a bad IPv6 host {item!r} (write [address]:port)")
             host, port = address, port[1:]
         else:
             host, _, port = item.partition(":")
         host = unquote(host)
         if not host:
             raise ImproperlyConfigured(
-                f"DATABASE_URL has an empty host in {hostlist!r}: write host[:port],host[:port] with no empty item"
+                f"{variable} has an empty host in {hostlist!r}: write host[:port],host[:port] with no empty item"
             )
         if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-            raise ImproperlyConfigured(f"DATABASE_URL has a bad port {port!r} for host {host!r}")
+            raise ImproperlyConfigured(f"{variable} has a bad port {port!r} for host {host!r}")
         hosts.append(host.lower() if not host.startswith("/") else host)
         ports.append(port)
     return hosts, ports

@@ -13,9 +13,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.http import HttpResponse
 
+from quiz import standby
 from quiz.outage import discard_connection
 
 
@@ -140,6 +142,9 @@ class IdleLogoutMiddleware:
     The time of the last request lives in the (database) session, so it holds
     whichever server the next request lands on. It is rewritten at most once a
     second, and only for logged-in users: anonymous visitors get no session.
+    A request read from the standby (quiz.standby) can write nothing: it
+    leaves the time as it was, for the next request on the primary to write,
+    and a login already expired is not used, its logout waiting likewise.
     """
 
     def __init__(self, get_response):
@@ -149,7 +154,11 @@ class IdleLogoutMiddleware:
         if request.user.is_authenticated:
             now = int(time.time())
             last = request.session.get("last_seen")
-            if last is not None and now - last > settings.QUIZ_IDLE_LOGOUT_SECONDS:
+            expired = last is not None and now - last > settings.QUIZ_IDLE_LOGOUT_SECONDS
+            if standby.reading():
+                if expired:
+                    request.user = AnonymousUser()
+            elif expired:
                 logout(request)
                 messages.info(request, "User session has expired.")
             elif last != now:

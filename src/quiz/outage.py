@@ -13,6 +13,8 @@ afresh and, through ``target_session_attrs=read-write``, finds the primary
 wherever it now is. The middleware catches failures while loading the session
 and the user, and from the views (process_exception); what is left (saving
 the session after the view) arrives in ``server_error``, Django's handler500.
+When ``DATABASE_READ_URL`` is set, a GET or HEAD is answered from the standby
+instead (quiz.standby), and only if that fails too is it a 503.
 """
 
 import logging
@@ -24,7 +26,7 @@ from django.db import OperationalError, connection
 from django.http import HttpResponse, JsonResponse
 from django.views import defaults
 
-from quiz import deadline, unavailable
+from quiz import deadline, standby, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +84,19 @@ def _detail(request):
     return unavailable.READ if request.method in SAFE_METHODS else unavailable.WRITE
 
 
+def _log_failure(request, exc, then=""):
+    log.warning("database unavailable for %s %s: %s: %s%s", request.method, request.path,
+                type(exc.__cause__ or exc).__name__, str(exc).strip().replace("\n", " | "), then)
+
+
 def _answer(request, exc, detail):
-    log.warning("database unavailable for %s %s: %s: %s", request.method, request.path,
-                type(exc.__cause__ or exc).__name__, str(exc).strip().replace("\n", " | "))
+    _log_failure(request, exc)
     discard_connection()
     return unavailable_response(request, detail)
 
 
 class DatabaseOutageMiddleware:
-    """A request that meets an unavailable database answers 503 "try again".
+    """A request that meets an unavailable database answers 503 "try again", or a read from the standby.
 
     It sits right after AuthenticationMiddleware and loads the session and
     the user there (IdleLogoutMiddleware would, a step later): for a
@@ -98,24 +104,58 @@ class DatabaseOutageMiddleware:
     caught here is answered like one in a view, without the traceback and
     the got_request_exception of an uncaught error. It adds no query: a
     visitor without a session cookie costs none, and the rest were made anyway.
+
+    A GET or HEAD, with DATABASE_READ_URL set, is then run once more, from
+    the session on, reading from the standby (quiz.standby). A view's failure
+    is only noted by process_exception, under a placeholder answer, so that
+    the middleware below lets go of the request before it runs again here.
     """
+
+    FAILURE = "_quiz_database_failure"  # request attribute: the failure a view met, for __call__
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        response, failure = self._attempt(request)
+        if failure is None:
+            return response
+        if not standby.may_answer(request):
+            # Nothing was written yet, or the view's transaction rolled back: a write is known not to be saved.
+            return _answer(request, failure, _detail(request))
+        _log_failure(request, failure, "; reading from the standby")
+        discard_connection()
+        with standby.reads():
+            standby.restart_session(request)
+            response, failure = self._attempt(request)
+            if failure is not None:
+                _log_failure(request, failure, "; not answered from the standby either")
+                standby.discard_connection()
+                return unavailable_response(request, unavailable.READ)
+            if request.session.modified:
+                # Bookkeeping was skipped (quiz.standby): what is left is to be saved, and only the primary can.
+                log.warning("%s %s read from the standby has a session change to save: try again",
+                            request.method, request.path)
+                return unavailable_response(request, unavailable.READ)
+            return standby.mark(request, response)
+
+    def _attempt(self, request):
+        """The answer to ``request``, or None and the database failure that stopped it."""
         try:
             request.user.is_authenticated
         except Exception as exc:
             if not database_unavailable(exc):
                 raise
-            # Nothing was written yet: a write is known not to be saved.
-            return _answer(request, exc, _detail(request))
-        return self.get_response(request)
+            return None, exc
+        response = self.get_response(request)
+        return response, request.__dict__.pop(self.FAILURE, None)
 
     def process_exception(self, request, exception):
         if not database_unavailable(exception):
             return None
+        if request.method in standby.READS and standby.configured():
+            request.__dict__[self.FAILURE] = exception  # answered by __call__, from the standby if it can
+            return HttpResponse(status=503)
         # The view's transaction rolled back: a write is known not to be saved.
         return _answer(request, exception, _detail(request))
 

@@ -2,16 +2,18 @@
 
 Listing costs one SQL query whatever the page holds (``QuizList``); the JSON
 outputs are built from chosen fields only (``quiz_json``, ``user_json``), so
-no password hash or token can slip into them.
+no password hash or token can slip into them. The hand-written queries run on
+``connection_for_reads()``: the standby's connection while a request is read
+from it (quiz.standby), the default one otherwise.
 """
 
 import math
 import re
 
 from django.conf import settings
-from django.db import connection
 
 from quiz.models import Attachment, Favourite, Quiz, Tip, User
+from quiz.standby import connection_for_reads
 
 LIST_SQL = """
 SELECT q.id, q.question, q.author_id, q.attachment_id, COUNT(*) OVER () AS total,
@@ -84,7 +86,7 @@ class QuizList:
         return _dicts(sql, params + self._params + [size, (pageno - 1) * size])
 
     def _count(self):
-        with connection.cursor() as cursor:
+        with connection_for_reads().cursor() as cursor:
             cursor.execute(COUNT_SQL.format(where=self._where, **TABLES), self._params)
             return cursor.fetchone()[0]
 
@@ -108,7 +110,7 @@ ORDER BY t.id
 
 
 def _dicts(sql, params):
-    with connection.cursor() as cursor:
+    with connection_for_reads().cursor() as cursor:
         cursor.execute(sql, params)
         names = [column.name for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from quiz.dburl import parse_database_url, with_bounded_waits
+from quiz.dburl import READ_ALIAS, parse_database_url, read_database, with_bounded_waits
 
 
 def _flag(name, default=False):
@@ -78,6 +78,17 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # request answered 503 "try again" (quiz.deadline, quiz.outage). QUIZ's queries
 # take milliseconds; management commands are not bound.
 QUIZ_DB_WAIT_LIMIT = float(os.environ.get("QUIZ_DB_WAIT_LIMIT", "3"))
+# DATABASE_READ_URL (optional): any running member of the database, through
+# the local router's second port. While there is no primary (a failover, a
+# switchover) a GET or HEAD that met the database away is answered from it
+# instead of a 503 (quiz.standby). Only reads go there: the router below sends
+# every write and every migration to "default", and the connections are
+# read-only at the server (dburl.read_database says why, and why they last
+# one request). Without it, such a request is a 503 "try again".
+_read_url = os.environ.get("DATABASE_READ_URL", "").strip()
+if _read_url:
+    DATABASES[READ_ALIAS] = read_database(_read_url)
+DATABASE_ROUTERS = ["quiz.standby.StandbyRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 MEDIA_ROOT = os.environ.get("QUIZ_MEDIA_ROOT", str(Path.cwd() / "media"))

@@ -235,8 +235,9 @@ def in_thread(call, database, timeout=60):
     ``database`` holds Django settings keys (NAME, HOST, PORT, OPTIONS…) that
     replace the default connection's, for that thread only: its connection is
     its own, outside any test transaction, so what it writes is committed. The
-    connection is closed when ``call`` returns; an exception it raised is
-    raised here; a thread still running after ``timeout`` seconds fails.
+    thread's connections (the standby's too) are closed when ``call``
+    returns; an exception it raised is raised here; a thread still running
+    after ``timeout`` seconds fails.
     """
     from django.db import connections
 
@@ -250,7 +251,7 @@ def in_thread(call, database, timeout=60):
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
         finally:
-            own.close()
+            connections.close_all()  # this thread's own: the default one and any other it opened
 
     thread = threading.Thread(target=run, name="quiz-test-requests", daemon=True)
     thread.start()

@@ -17,6 +17,7 @@ TEST_ENVIRONMENT = {
     "DJANGO_SETTINGS_MODULE": "quiz.settings",
     "DJANGO_SECRET_KEY": "tests-only-not-a-secret",
     "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/quiz",  # host and port replaced by quiz_postgres
+    "DATABASE_READ_URL": "",  # no standby, unless a test sets one (test_quiz_standby.py)
     "QUIZ_MEDIA_ROOT": os.path.join(tempfile.gettempdir(), "quiz-tests-no-media"),  # each test gets its own: quiz_media
     # Logging in is part of most tests; a fast hasher keeps the suite quick (tests only).
     "QUIZ_PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",

@@ -5,7 +5,7 @@ import os
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import render
 
-from quiz import uploads
+from quiz import standby, uploads
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static", "quiz")
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
@@ -26,7 +26,12 @@ def goback(request):
 
 
 def remember_list_page(request):
-    """Note the list page for /goback, but never create a session just for that."""
+    """Note the list page for /goback, but never create a session just for that.
+
+    Bookkeeping: a page read from the standby, which can write nothing, leaves it as it was.
+    """
+    if standby.reading():
+        return
     if request.session.session_key and request.session.get("goback") != request.get_full_path():
         request.session["goback"] = request.get_full_path()
 
