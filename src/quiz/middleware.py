@@ -73,12 +73,36 @@ class MediaProbe:
 _media_probe = MediaProbe()
 
 
+def standby_answers():
+    """Whether this server can still answer reads from the standby (DATABASE_READ_URL).
+
+    While there is no primary (a failover, a switchover) every server loses
+    it at the same moment, like the shared volume: a health check failing for
+    that would mark them all DOWN together, and the balancer would refuse the
+    reads they can still answer from the standby (quiz.standby). A server
+    that reaches neither is down.
+    """
+    if not standby.configured():
+        return False
+    try:
+        with standby.reads():
+            with standby.connection_for_reads().cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        return True
+    except Exception:  # any failure: not even the standby answers
+        return False
+    finally:
+        standby.discard_connection()
+
+
 def health_problems():
     """What stops this server from serving, as a list of short reasons (empty: healthy).
 
     Cheap on purpose (the load balancer asks several times a second): one
     ``SELECT 1`` on the persistent connection and two ``stat``-like calls on
     the media root (through MediaProbe, so a stalled volume delays nothing).
+    Without a primary it asks the standby instead (standby_answers).
     Bounded when the database is away: connecting gives up after
     connect_timeout per host, a silent or hung server after
     tcp_user_timeout or QUIZ_DB_WAIT_LIMIT (settings.py).
@@ -91,10 +115,11 @@ def health_problems():
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # any failure means "not healthy", never a 500
-        problems.append(f"database: {type(exc).__name__}")
         # Not close_if_unusable_or_obsolete: asking a silent server whether the
         # connection is usable would wait on it a second time.
         discard_connection()
+        if not standby_answers():
+            problems.append(f"database: {type(exc).__name__}")
     media = _media_probe.problem(settings.MEDIA_ROOT)
     if media:
         problems.append(media)

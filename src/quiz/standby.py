@@ -10,8 +10,9 @@ with this thread *reading from the standby*. While that flag is set,
 the views all read through the router) and ``connection_for_reads`` hands
 the hand-written queries (quiz.queries) its connection; the flag is cleared
 when the request's answer is made, so the next request starts on the primary
-again. Nothing is written meanwhile: writes and migrations are routed to the
-primary only, whatever the flag; the bookkeeping a logged-in read would
+again. /healthz asks the standby too when the primary is away (a server that
+can answer reads is up). Nothing is written meanwhile: writes and migrations
+are routed to the primary only, whatever the flag; the bookkeeping a logged-in read would
 write (the idle-logout time, the /goback page) is skipped and written again
 by the next request on the primary; a read that must save something else
 (the random game's score) is a 503 "try again", as a write is.

@@ -293,15 +293,30 @@ def test_without_a_read_url_a_read_is_a_503_as_before(db_access, failover_db):
     assert_try_again(in_thread(drill, failover_db))
 
 
-def test_healthz_still_fails_while_there_is_no_primary(db_access, failover_db, read_url):
-    """The balancer must know this server cannot take writes: /healthz never reads from the standby."""
+def test_healthz_stays_up_while_the_standby_answers_reads(db_access, failover_db, read_url):
+    """Every server loses the primary at once during a failover: marking them all
+    DOWN would refuse the reads they can still answer from the standby."""
     def drill():
         primary_away()
         return Client().get("/healthz")
 
     response = in_thread(drill, failover_db)
-    assert response.status_code == 503 and b"database: OperationalError" in response.content
+    assert response.status_code == 200 and response.content == b"ok\n"
     assert "X-Quiz-Read-From" not in response
+
+
+def test_healthz_fails_when_neither_the_primary_nor_the_standby_answers(db_access, failover_db):
+    unset = set_read_url(f"postgresql://standby@127.0.0.1:{free_port()}/{failover_db['NAME']}")
+    try:
+        def drill():
+            primary_away()
+            return timed(lambda: Client().get("/healthz"))
+
+        response, took = in_thread(drill, failover_db)
+    finally:
+        unset()
+    assert response.status_code == 503 and b"database: OperationalError" in response.content
+    assert took < FEW_SECONDS
 
 
 def test_the_read_url_takes_no_write_even_if_asked(db_access, failover_db):
