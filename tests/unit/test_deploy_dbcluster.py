@@ -36,8 +36,10 @@ def test_the_app_servers_reach_the_primary_through_their_local_router(plan):
     assert "rise 1 port 8008 on-marked-down shutdown-sessions" in cfg
     assert "server bbdd 10.2.4.31:5432 check" in cfg and "server bbdd2 10.2.4.32:5432 check" in cfg
     # A second port for reads while there is no primary: any running member.
-    reads = cfg.split("listen postgres_reads")[1]
-    assert "bind 127.0.0.1:5433" in reads and "option httpchk GET /health" in reads
+    reads = cfg.split("frontend postgres_reads")[1]
+    assert "bind 127.0.0.1:5433" in reads
+    assert "use_backend postgres_standbys if { nbsrv(postgres_standbys) gt 0 }" in reads
+    assert "option httpchk GET /replica" in reads and "option httpchk GET /health" in reads
     env = render.app_environment(plan, SECRETS)
     assert env["DATABASE_READ_URL"] == "postgresql://quiz:app@127.0.0.1:5433/quiz"
     assert "DATABASE_READ_URL" not in render.app_environment(build_plan(load_scenario("pfinal")), SECRETS)

@@ -590,6 +590,10 @@ def db_router_cfg(plan):
         "    mode tcp\n"
         "    timeout connect 500ms\n"
         "    timeout check 1s\n"
+        # A member refusing in the instant before its check notices is
+        # skipped for the next one.
+        "    retries 2\n"
+        "    option redispatch 1\n"
         # The app keeps its database connections for minutes between requests.
         "    timeout client 1h\n"
         "    timeout server 1h\n"
@@ -606,14 +610,26 @@ def db_router_cfg(plan):
         "on-marked-down shutdown-sessions\n"
         f"{servers}"
         "\n"
-        # Reads when there is no primary (a failover, a switchover): any member
-        # whose PostgreSQL runs; the app falls back to it for safe requests only.
-        "listen postgres_reads\n"
+        # Reads when there is no primary (a failover, a switchover); the app
+        # falls back to them for safe requests only. A standby first (it keeps
+        # running through a switchover, while the old primary stops), else any
+        # member whose PostgreSQL runs.
+        "frontend postgres_reads\n"
         f"    bind {DB_ROUTER_ADDRESS}:{DB_READS_PORT}\n"
+        "    use_backend postgres_standbys if { nbsrv(postgres_standbys) gt 0 }\n"
+        "    default_backend postgres_members\n"
+        "\n"
+        "backend postgres_standbys\n"
+        "    balance first\n"
+        "    option httpchk GET /replica\n"
+        "    http-check expect status 200\n"
+        f"    default-server inter 250ms fall 2 rise 1 port {PATRONI_API_PORT}\n"
+        f"{servers}"
+        "\n"
+        "backend postgres_members\n"
         "    balance first\n"
         "    option httpchk GET /health\n"
         "    http-check expect status 200\n"
-        f"    default-server inter 250ms fall 2 rise 1 port {PATRONI_API_PORT} "
-        "on-marked-down shutdown-sessions\n"
+        f"    default-server inter 250ms fall 2 rise 1 port {PATRONI_API_PORT}\n"
         f"{servers}"
     )
