@@ -289,3 +289,15 @@ def test_the_accounting_catches_writes_lost_by_an_asynchronous_failover(complete
                 check=False)
         seconds, left = watch.wait_converged(lab, plan, timeout=120)
         assert not left, left
+
+
+def test_db_switchover_costs_no_read_and_pauses_writes_briefly(complete):
+    lab, _ = complete
+    plan = build_plan(lab.topology)
+    before = watch.database_primary(lab, plan)
+    result, records, events = experiment(lab, "db-switchover")
+    reads = [r for r in records if r["kind"] in ("list", "show", "play", "check", "form")]
+    assert reads and all(r["ok"] for r in reads), [r for r in reads if not r["ok"]][:3]
+    assert result["summary"]["write_stall"]["seconds"] <= 3.0   # the goal's 2 s, plus spacing
+    assert result["lost"] == [] and not no_server_error(records)
+    assert watch.database_primary(lab, plan) not in (None, before)
