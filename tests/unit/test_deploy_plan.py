@@ -68,6 +68,10 @@ def test_haproxy_balances_round_robin_over_every_server_with_health_checks(plan)
     for name, address in (("s1", "10.2.3.11"), ("s2", "10.2.3.12"), ("s3", "10.2.3.13")):
         assert f"server {name} {address}:8000 check" in cfg
     assert "stats socket /run/haproxy/admin.sock" in cfg
+    # Reads are retried elsewhere after 2 s; writes only when their form's token makes it safe.
+    assert "http-request set-timeout server 2s if METH_GET || replayable small" in cfg
+    assert "http-request disable-l7-retry unless METH_GET || replayable small" in cfg
+    assert "acl replayable urlp(once) -m found" in cfg
 
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")

@@ -9,6 +9,8 @@ must accept it before it goes live.
 HEADER = "# Written by quizstack from the scenario; changes here are overwritten.\n"
 CONNTRACKD_PORT = 3780
 HAPROXY_503 = "/etc/haproxy/errors/quiz-503.http"
+HAPROXY_BUFFER = 131072
+REPLAYABLE_BODY = 120000      # bytes of a request body HAProxy can keep whole to replay it
 
 
 def postgresql_conf(plan):
@@ -42,10 +44,13 @@ def haproxy_cfg(plan):
     - a hung server (its kernel still accepts connections) is found by its
       health check timing out, and a read it does not answer within 2 s is
       retried elsewhere (`retry-on response-timeout`);
-    - writes are never replayed (a quiz created twice is worse than an
-      error): a POST is retried only when its connection failed, so it never
-      reached a server; it may wait up to 10 s, longer than the storage's
-      worst stall.
+    - a write is replayed only when that is safe: a creation whose form
+      carried a one-time token (`?once=`, the app answers a replay as it
+      answered the first) and whose body fits in HAProxy's buffer, like a
+      read after 2 s; any other write is retried only when its connection
+      failed, so it never reached a server, and may wait up to 10 s, longer
+      than the storage's worst stall (a quiz created twice is worse than an
+      error).
     In a pair of balancers the backup binds the floating service address
     before it arrives (the role allows non-local binds). The response header
     X-Server names the server that answered, which the round-robin check counts.
@@ -59,9 +64,12 @@ def haproxy_cfg(plan):
         "    stats socket /run/haproxy/admin.sock mode 660 level admin\n"
         "    stats timeout 30s\n"
         "    maxconn 4096\n"
+        # Room for a form with a small image, so it can be replayed (see below).
+        f"    tune.bufsize {HAPROXY_BUFFER}\n"
         "\n"
         "defaults\n"
         "    mode http\n"
+        "    option http-buffer-request\n"
         "    log global\n"
         "    option httplog\n"
         "    option dontlognull\n"
@@ -86,8 +94,13 @@ def haproxy_cfg(plan):
         "    balance roundrobin\n"
         "    option httpchk GET /healthz\n"
         "    http-check expect status 200\n"
-        "    http-request set-timeout server 2s if METH_GET\n"
-        "    http-request disable-l7-retry unless METH_GET\n"
+        # A creation whose form carried a one-time token (?once=...) is safe to
+        # replay: the app answers a replay as it answered the first. Its body
+        # must fit in the buffer to be replayed (tune.bufsize).
+        "    acl replayable urlp(once) -m found\n"
+        f"    acl small req.hdr_val(content-length) lt {REPLAYABLE_BODY}\n"
+        "    http-request set-timeout server 2s if METH_GET || replayable small\n"
+        "    http-request disable-l7-retry unless METH_GET || replayable small\n"
         "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2\n"
         "    http-response set-header X-Server %s\n"
         f"{servers}"
