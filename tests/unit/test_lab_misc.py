@@ -73,3 +73,12 @@ def test_lab_commands_need_root(monkeypatch, capsys, tmp_path):
 def test_exec_needs_a_command(capsys):
     assert cli.main(["exec", "c1"]) == 1
     assert "no command given" in capsys.readouterr().err
+
+
+def test_the_map_of_the_complete_scenario_shows_the_floating_addresses():
+    text = to_dot(load_scenario("complete"))
+    assert '"vip:lb:LAN2" [shape=diamond' in text and "10.2.2.2" in text
+    assert '"vip:fw:LAN1" -- "host:fw2" [style=dashed' in text
+    if shutil.which("dot"):
+        done = subprocess.run(["dot", "-Tsvg"], input=text, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr

@@ -16,6 +16,7 @@ ROLE_COLOURS = {
     "web": "#bbf7d0",
     "storage": "#e9d5ff",
     "database": "#fed7aa",
+    "consensus": "#e5e7eb",
 }
 
 
@@ -57,5 +58,17 @@ def to_dot(topo: Topology) -> str:
             before = position == 0 and not (len(ifaces) == 1 and order[iface.network] == 0)
             ends = f"{net} -- {node}" if before else f"{node} -- {net}"
             lines.append(f"  {ends} [label={label}];")
+    # A pair's floating addresses: a diamond on each of its networks, dashed
+    # to the members that can hold it.
+    for group in topo.floating.values():
+        for floating in group.addresses:
+            node = _quote(f"vip:{group.name}:{floating.network}")
+            label = f"{group.name}\n{floating.address}"
+            lines.append(f"  {node} [shape=diamond, style=filled, fillcolor=\"#fff7ed\", "
+                         f"fontsize=9, label={_quote(label)}];")
+            lines.append(f"  {_quote('net:' + floating.network)} -- {node};")
+            for member in group.hosts:
+                lines.append(f"  {node} -- {_quote('host:' + member)} [style=dashed, "
+                             "label=\"VRRP\"];")
     lines.append("}")
     return "\n".join(lines) + "\n"
