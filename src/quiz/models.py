@@ -102,3 +102,19 @@ class ApiGame(models.Model):
     user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="api_game")
     answered = models.JSONField(default=list)  # ids of quizzes answered right in this game
     current = models.BigIntegerField(null=True, blank=True)  # the quiz last handed out by "next"
+
+
+class Submission(models.Model):
+    """A creation form's one-time token (``?once=``) and the answer its POST got (quiz.once).
+
+    Written in the transaction that creates the quiz, tip or user, so the token
+    is recorded exactly when the object exists: the same POST sent again (the
+    load balancer retrying it on another server, a double click) finds it here
+    and is answered the same way, creating nothing. Rows older than a day are
+    purged now and then.
+    """
+
+    token = models.CharField(max_length=32, primary_key=True)  # 32 hex characters, from secrets
+    location = models.TextField()  # where the creation redirected to
+    message = models.TextField(blank=True)  # its success message, shown again to a replay
+    created = models.DateTimeField(auto_now_add=True, db_index=True)  # the purge looks for old ones

@@ -14,7 +14,7 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from quiz import uploads
+from quiz import once, uploads
 from quiz.models import Quiz, User
 from quiz.queries import QuizList, quiz_json, quiz_page_row, quiz_row, tip_rows
 from quiz.views.pages import remember_list_page
@@ -93,7 +93,11 @@ def new(request):
     return _form(request, Quiz(), "quiz/quizzes/new.html")
 
 
+CREATED = "Quiz created successfully."
+
+
 @login_required
+@once.replayable
 def create(request):
     quiz = Quiz(author=request.user)
     problems = _validate(request, quiz)
@@ -103,17 +107,24 @@ def create(request):
     image = request.FILES.get("image")
     if not problems:
         try:
+            # A copy of this POST (same ?once= token) fails at once.record: all of it is
+            # rolled back and its image removed (NewFiles), and it is answered as the first.
             with transaction.atomic(), uploads.NewFiles() as new_files:
                 if image:
                     quiz.attachment = uploads.store_image(image, new_files)
                 quiz.save()
+                once.record(request, f"/quizzes/{quiz.id}", CREATED)
         except uploads.UploadRejected as exc:
             problems.append(str(exc))
     if problems:
+        # A copy of a creation that went through may be refused here (the day's quota now full).
+        replay = once.first_answer(request)
+        if replay is not None:
+            return replay
         for problem in problems:
             messages.error(request, problem)
         return _form(request, quiz, "quiz/quizzes/new.html")
-    messages.success(request, "Quiz created successfully.")
+    messages.success(request, CREATED)
     return HttpResponseRedirect(f"/quizzes/{quiz.id}")
 
 

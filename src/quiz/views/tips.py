@@ -9,9 +9,11 @@ author cannot moderate other people's tips through their own quiz.
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, render
 
+from quiz import once
 from quiz.models import Quiz, Tip
 from quiz.web import NUL_PROBLEM, has_nul, login_required, method_of, require, route, safe_redirect
 
@@ -20,25 +22,44 @@ def _may_moderate(user, quiz):
     return user.is_admin or quiz.author_id == user.id
 
 
+CREATED = "Tip created successfully."
+
+
+def _problem(quiz, text):
+    """Why the new tip ``text`` is refused, or None."""
+    if not text:
+        return "The tip can't be empty."
+    if has_nul(text):
+        return NUL_PROBLEM
+    if len(text) > 1000:
+        return "Tips have at most 1000 characters."
+    if Tip.objects.filter(quiz=quiz).count() >= settings.QUIZ_MAX_TIPS_PER_QUIZ:
+        return f"This quiz already has the maximum of {settings.QUIZ_MAX_TIPS_PER_QUIZ} tips."
+    return None
+
+
 @login_required
+@once.replayable
 def create(request, quiz_id):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     quiz = get_object_or_404(Quiz, pk=quiz_id)
-    back = request.POST.get("redir") or f"/quizzes/{quiz.id}/play"
+    play = f"/quizzes/{quiz.id}/play"
+    answer = safe_redirect(request, request.POST.get("redir") or play, play)
     text = request.POST.get("text", "").strip()
-    if not text:
-        messages.error(request, "The tip can't be empty.")
-    elif has_nul(text):
-        messages.error(request, NUL_PROBLEM)
-    elif len(text) > 1000:
-        messages.error(request, "Tips have at most 1000 characters.")
-    elif Tip.objects.filter(quiz=quiz).count() >= settings.QUIZ_MAX_TIPS_PER_QUIZ:
-        messages.error(request, f"This quiz already has the maximum of {settings.QUIZ_MAX_TIPS_PER_QUIZ} tips.")
-    else:
+    problem = _problem(quiz, text)
+    if problem is not None:
+        # A copy of a tip that went through may be refused here (the quiz's 50 tips now reached).
+        replay = once.first_answer(request)
+        if replay is not None:
+            return replay
+        messages.error(request, problem)
+        return answer
+    with transaction.atomic():  # a copy of this POST (same ?once= token) fails at once.record and creates nothing
         Tip.objects.create(quiz=quiz, author=request.user, text=text)
-        messages.success(request, "Tip created successfully.")
-    return safe_redirect(request, back, f"/quizzes/{quiz.id}/play")
+        once.record(request, answer["Location"], CREATED)
+    messages.success(request, CREATED)
+    return answer
 
 
 def _tip(quiz_id, tip_id):

@@ -10,11 +10,11 @@ import re
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 
-from quiz import uploads
+from quiz import once, uploads
 from quiz.models import User
 from quiz.web import Page, admin_or_self, login_required, page_number, require, route
 
@@ -51,6 +51,7 @@ def _password_problems(password, confirmation, required):
     return []
 
 
+@once.replayable
 def create(request):
     if not may_register(request.user):
         if not request.user.is_authenticated:
@@ -65,22 +66,31 @@ def create(request):
         problems.append(f'User "{username}" already exists.')
     problems += _password_problems(password, request.POST.get("password_confirmation", ""), required=True)
     image = request.FILES.get("image")
-    user = None
     if not problems:
         try:
+            # A copy of this POST (same ?once= token) fails at once.record: all of it is
+            # rolled back and its photo removed (NewFiles), and it is answered as the first.
             with transaction.atomic(), uploads.NewFiles() as new_files:
                 photo = uploads.store_image(image, new_files) if image else None
                 user = User.objects.create_user(username, password, photo=photo)
+                location = f"/users/{user.id}" if request.user.is_authenticated else "/session"
+                message = f'User "{user.username}" created successfully.'
+                once.record(request, location, message)
         except uploads.UploadRejected as exc:
             problems.append(str(exc))
+        except IntegrityError:
+            # Taken since the check above, by a request still open then: someone else's, or a
+            # copy of this one (PostgreSQL made the insert wait for it; answered below).
+            problems.append(f'User "{username}" already exists.')
     if problems:
+        replay = once.first_answer(request)  # a copy of a creation that went through: the name is taken
+        if replay is not None:
+            return replay
         for problem in problems:
             messages.error(request, problem)
         return render(request, "quiz/users/new.html", {"username": username})
-    messages.success(request, f'User "{user.username}" created successfully.')
-    if request.user.is_authenticated:
-        return HttpResponseRedirect(f"/users/{user.id}")
-    return HttpResponseRedirect("/session")
+    messages.success(request, message)
+    return HttpResponseRedirect(location)
 
 
 @login_required
