@@ -3,23 +3,44 @@
 Two programs act as QUIZ users from inside the client hosts: the checks
 (check/client.py) and the chaos load generator (chaos/load.py). Both run with
 the standard library only, so the pieces of a browser they share live here,
-free of any transport: reading the CSRF token a form page carries, encoding a
-multipart/form-data body (a quiz with its image), and making a valid PNG in
-code (no image library on the client).
+free of any transport: reading the CSRF token a form page carries and the
+address its form posts to, encoding a multipart/form-data body (a quiz with
+its image), and making a valid PNG in code (no image library on the client).
 """
 
+import html
 import re
 import secrets
 import struct
+import urllib.parse
 import zlib
 
 CSRF_RE = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+FORM_RE = re.compile(rb"<form\b[^>]*>", re.IGNORECASE)
+FORM_ATTR_RE = re.compile(rb'\s(method|action)="([^"]*)"', re.IGNORECASE)
 
 
 def csrf_token(page):
     """The CSRF token of the first form on ``page`` (bytes), or None if it has none."""
     match = CSRF_RE.search(page)
     return match.group(1).decode() if match else None
+
+
+def form_action(page, path):
+    """Where a browser posts the form of ``page`` (bytes) that goes to ``path``: its action, query kept.
+
+    The first POST form whose action's path is ``path``, or None. The query
+    matters: QUIZ's creation forms post to ``/quizzes?once=<token>``, the
+    one-time token that makes the POST safe to send twice, so a user that
+    posted to a path of its own would send its creations without one.
+    """
+    for tag in FORM_RE.findall(page):
+        attrs = {name.decode().lower(): html.unescape(value.decode(errors="replace"))
+                 for name, value in FORM_ATTR_RE.findall(tag)}
+        action = urllib.parse.urlsplit(attrs.get("action", ""))
+        if attrs.get("method", "get").lower() == "post" and action.path == path:
+            return action.path + (f"?{action.query}" if action.query else "")
+    return None
 
 
 def multipart(fields, files):

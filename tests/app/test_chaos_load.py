@@ -10,6 +10,7 @@ stops by itself within its bounds, or at once on SIGTERM, with its last line.
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from types import SimpleNamespace
 
+import psycopg
 import pytest
 
 from quiz.testing import free_port
@@ -125,6 +127,12 @@ def test_load_on_a_healthy_service_succeeds_and_every_acknowledged_write_is_ther
     assert len({ack["question"] for ack in quizzes}) == len(quizzes)
     assert all(2_000 < ack["size"] < 40_000 for ack in quizzes)
 
+    # Each creation was posted to its form's own action, so it carried the form's one-time token.
+    with psycopg.connect(quiz_app.database_url) as conn:
+        recorded = [row[0] for row in conn.execute("SELECT location FROM quiz_submission")]
+    assert {f"/quizzes/{ack['id']}" for ack in quizzes} <= set(recorded)
+    assert sum(re.fullmatch(r"/quizzes/\d+/play", location) is not None for location in recorded) == len(tips)
+
     verified = load("verify", "--base", quiz_app.base, "--admin", "admin:1234", stdin=load_run.stdout)
     assert verified.returncode == 0, verified.stderr
     report = json.loads(verified.stdout)
@@ -145,8 +153,6 @@ def test_load_on_a_healthy_service_succeeds_and_every_acknowledged_write_is_ther
 
 
 def test_verify_reports_a_write_lost_behind_the_service_and_fetch_a_lost_image(quiz_app, load_run):
-    import psycopg
-
     quizzes = [ack for ack in load_run.acks if ack["ack"] == "quiz"]
     lost, damaged = quizzes[0], quizzes[1]
     before = json.loads(load("verify", "--base", quiz_app.base, "--admin", "admin:1234",

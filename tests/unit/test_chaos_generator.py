@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from quizstack import webforms
 from quizstack.chaos import browser, load
 
 
@@ -40,7 +41,7 @@ def _read_request(sock):
 class ScriptedServer:
     """Plays one list of actions per connection, in order: "ok" answers and keeps the
     connection, "drop" closes it without a byte, "silent" never answers, "partial"
-    sends half a body and closes."""
+    sends half a body and closes, and bytes are a page to answer with."""
 
     def __init__(self, *connections):
         self.listener = socket.socket()
@@ -65,7 +66,9 @@ class ScriptedServer:
                     if line is None:
                         break
                     self.seen.append(line)
-                    if action == "ok":
+                    if isinstance(action, bytes):
+                        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(action), action))
+                    elif action == "ok":
                         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Server: s9\r\n\r\nhello")
                     elif action == "partial":
                         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
@@ -238,6 +241,53 @@ def test_flash_messages_are_read_as_django_writes_them():
 def test_unreadable_flash_messages_are_no_messages():
     assert browser.decode_messages("not base64 at all!:sig") == []
     assert browser.decode_messages(".AAAA:1:sig") == []
+
+
+# -- forms: posted where the page says, as a browser posts them ---------------------------
+
+TOKEN = "3f9c" * 8
+NEW_QUIZ_PAGE = (
+    b'<header><form method="post" action="/session" class="inline">'
+    b'<input type="hidden" name="csrfmiddlewaretoken" value="c5rf"><input type="hidden" name="_method" '
+    b'value="DELETE"></form></header><form method="get" action="/quizzes"></form>'
+    b'<form method="post" action="/quizzes?once=' + TOKEN.encode() + b'" enctype="multipart/form-data">'
+    b'<input type="hidden" name="csrfmiddlewaretoken" value="c5rf"></form>')
+
+
+def test_the_form_is_found_by_where_it_posts_and_its_action_kept_whole():
+    assert webforms.form_action(NEW_QUIZ_PAGE, "/quizzes") == f"/quizzes?once={TOKEN}"
+    assert webforms.form_action(NEW_QUIZ_PAGE, "/session") == "/session"
+    assert webforms.form_action(b'<FORM METHOD="POST" ACTION="/users?once=1&amp;x=2">', "/users") == "/users?once=1&x=2"
+    absolute = b'<form method="post" action="http://10.2.2.2/users?once=7">'
+    assert webforms.form_action(absolute, "/users") == "/users?once=7"
+    assert webforms.form_action(NEW_QUIZ_PAGE, "/users") is None
+    assert webforms.form_action(b'<form action="/quizzes">', "/quizzes") is None  # a GET form is no place to post
+
+
+def test_a_writer_posts_the_form_to_its_own_action_with_the_token():
+    server = ScriptedServer([NEW_QUIZ_PAGE, "ok"])
+    agent = load.Agent(server.base, browser.Connection(server.base, timeout=2))
+    reply, ok = agent.submit("create", browser.Visitor(), "/quizzes", "/quizzes/new", {"question": "q"},
+                             browser.page_ok, "form", files={"image": ("a.png", b"png", "image/png")})
+    agent.conn.close()
+    server.close()
+    assert ok and reply.body == b"hello"
+    assert server.seen == ["GET /quizzes/new HTTP/1.1", f"POST /quizzes?once={TOKEN} HTTP/1.1"]
+
+
+def test_a_page_without_the_form_is_a_failed_form_and_nothing_is_posted():
+    server = ScriptedServer([b"<p>Please log in</p>"])
+    records = io.StringIO()
+    agent = load.Agent(server.base, browser.Connection(server.base, timeout=2), load.Output(records))
+    reply, ok = agent.submit("tip", browser.Visitor(), "/quizzes/3/tips", "/quizzes/3/play", {"text": "t"},
+                             browser.page_ok, "form")
+    agent.conn.close()
+    server.close()
+    assert (reply, ok) == (None, False)
+    assert server.seen == ["GET /quizzes/3/play HTTP/1.1"]
+    record = json.loads(records.getvalue())
+    assert (record["kind"], record["status"], record["ok"]) == ("form", 200, False)
+    assert record["err"] == "no form on the page"
 
 
 # -- images, acks ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import zlib
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
-from quizstack.webforms import csrf_token
+from quizstack.webforms import csrf_token, form_action
 
 TIMEOUT = 10.0
 ERROR_LEVEL = 40      # Django's level of error messages
@@ -240,8 +240,12 @@ def page_ok(reply):
     return None if 200 <= reply.status < 300 else f"HTTP {reply.status}"
 
 
-def form_ok(reply):
-    return page_ok(reply) or (None if csrf_token(reply.body) else "no form on the page")
+def form_to(path):
+    """A form page came: the page holds a form that posts to ``path``, with its CSRF token."""
+    def check(reply):
+        found = csrf_token(reply.body) and form_action(reply.body, path)
+        return page_ok(reply) or (None if found else "no form on the page")
+    return check
 
 
 def location(reply):

@@ -46,9 +46,9 @@ import time
 import traceback
 import urllib.parse
 
-from quizstack.chaos.browser import (TIMEOUT, Connection, Visitor, form_ok, location, page_ok,
+from quizstack.chaos.browser import (TIMEOUT, Connection, Visitor, form_to, location, page_ok,
                                      redirect_to)
-from quizstack.webforms import csrf_token, multipart, png
+from quizstack.webforms import csrf_token, form_action, multipart, png
 
 QUIZ_BUDGET = 40      # quizzes per user before a writer moves on (QUIZ allows 50 a day)
 TIP_BUDGET = 40       # tips per quiz of this run (QUIZ allows 50)
@@ -151,17 +151,24 @@ class Agent:
         return reply, error is None
 
     def submit(self, kind, visitor, path, form_path, fields, want, form_kind, files=None):
-        """Load the form page, then POST the form with its CSRF token: a person's two requests."""
-        reply, ok = self.request(form_kind, visitor, "GET", form_path, want=form_ok)
+        """Load the form page, then POST its form that goes to ``path``: a person's two requests.
+
+        Sent, as a browser sends it, to the form's own action, which for a
+        creation carries QUIZ's one-time token (``/quizzes?once=…``: a copy
+        of the POST, such as the balancer's retry, creates nothing more),
+        with the page's CSRF token.
+        """
+        reply, ok = self.request(form_kind, visitor, "GET", form_path, want=form_to(path))
         if not ok:
             return None, False
+        action = form_action(reply.body, path)
         fields = dict(fields, csrfmiddlewaretoken=csrf_token(reply.body))
         if files:
             body, content_type = multipart(fields, files)
         else:
             body = urllib.parse.urlencode(fields).encode()
             content_type = "application/x-www-form-urlencoded"
-        return self.request(kind, visitor, "POST", path, body,
+        return self.request(kind, visitor, "POST", action, body,
                             {"Content-Type": content_type, "Referer": self.base + form_path}, want)
 
     def login(self, visitor):
