@@ -21,6 +21,8 @@ def postgresql_conf(plan):
         "password_encryption = 'scram-sha-256'\n"
         # Three servers with a few persistent connections each, plus checks.
         "max_connections = 100\n"
+        # A hung app server's open transaction releases its locks within seconds.
+        "idle_in_transaction_session_timeout = '5s'\n"
     )
 
 
@@ -545,6 +547,9 @@ def patroni_yml(plan, host, secrets, version):
         "        password_encryption: scram-sha-256\n"
         "        wal_log_hints: 'on'\n"
         "        max_connections: 100\n"
+        # A hung app server's open transaction releases its locks (a replayed
+        # creation waits on them) within seconds, not when the server wakes.
+        "        idle_in_transaction_session_timeout: 5s\n"
         "        max_wal_senders: 5\n"
         "        max_replication_slots: 5\n"
         "        wal_keep_size: 256MB\n"
