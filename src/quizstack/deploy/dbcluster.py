@@ -68,7 +68,7 @@ def add_patroni_ops(plan, context):
     # /run starts empty at each boot: PostgreSQL's socket directory is made first.
     ops.service("patroni", "/bin/sh -c 'install -d -o postgres -g postgres -m 2775 /run/postgresql "
                 "&& exec setpriv --reuid=postgres --regid=postgres --init-groups "
-                f"/usr/bin/patroni {PATRONI_CONF}'", unit="patroni", restart=(conf,), priority=150,
+                f"/usr/bin/patroni {PATRONI_CONF}'", unit="patroni", reload=(conf,), priority=150,
                 name="patroni service")
     own = plan.database_addresses[plan.database_hosts.index(me)]
     http_ok = install_probe("http_ok")

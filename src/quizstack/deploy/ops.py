@@ -151,7 +151,7 @@ def wait_until(command, what, timeout=60, interval=0.2):
 
 @operation()
 def service(service_name, command, user=None, oneshot=False, unit=None, restart=(), priority=500,
-            stopsignal="TERM"):
+            stopsignal="TERM", reload=()):
     """A program kept running by the host's init, restarted when `restart` ops changed.
 
     On lab hosts the init is supervisord: the program goes to
@@ -162,6 +162,9 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
     name = service_name
     init = host.get_fact(InitSystem)
     changed = any(op.did_change() for op in restart)
+    # `reload` ops changed: the program rereads its files on SIGHUP (no restart,
+    # which for Patroni on the primary would be a failover).
+    reloaded = not changed and any(op.did_change() for op in reload)
     if init == "supervisord":
         conf = render.supervisor_program(name, command, user=user, oneshot=oneshot,
                                          priority=priority, stopsignal=stopsignal)
@@ -180,6 +183,8 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
             yield StringCommand("supervisorctl", "restart", name)
         elif not fresh and state != "RUNNING":
             yield StringCommand("supervisorctl", "start", name)
+        elif reloaded and not fresh:
+            yield StringCommand("supervisorctl", "signal", "HUP", name)
     elif init == "systemd":
         if not unit:
             raise ValueError(f"service {name}: no systemd unit given")
@@ -191,6 +196,8 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
             yield StringCommand("systemctl", "restart", unit)
         elif not active:
             yield StringCommand("systemctl", "start", unit)
+        elif reloaded:
+            yield StringCommand("systemctl", "reload", unit)
     else:
         raise ValueError(f"service {name}: the host runs neither supervisord nor systemd")
 

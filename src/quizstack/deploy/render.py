@@ -547,9 +547,6 @@ def patroni_yml(plan, host, secrets, version):
         "        password_encryption: scram-sha-256\n"
         "        wal_log_hints: 'on'\n"
         "        max_connections: 100\n"
-        # A hung app server's open transaction releases its locks (a replayed
-        # creation waits on them) within seconds, not when the server wakes.
-        "        idle_in_transaction_session_timeout: 5s\n"
         "        max_wal_senders: 5\n"
         "        max_replication_slots: 5\n"
         "        wal_keep_size: 256MB\n"
@@ -577,6 +574,9 @@ def patroni_yml(plan, host, secrets, version):
         f"      password: {q(secrets['database_rewind_password'])}\n"
         "  parameters:\n"
         "    unix_socket_directories: /var/run/postgresql\n"
+        # A hung app server's open transaction releases its locks (a replayed
+        # creation waits on them) within seconds, not when the server wakes.
+        "    idle_in_transaction_session_timeout: 5s\n"
         "  pg_hba:\n"
         "      - local all postgres peer\n"
         f"{peers}"
