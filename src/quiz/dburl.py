@@ -85,15 +85,18 @@ def read_database(url):
     things differ. Its connections are read-only at the server: the read URL
     reaches whichever member runs, the primary too, and a write that came this
     way by mistake is refused there (SQLSTATE 25006) rather than saved behind
-    the router's back. And they last one request (CONN_MAX_AGE 0): they are
-    needed for seconds at a time, during a failover, and kept ones would hold
-    a connection slot per server thread on the standby for nothing. A test
-    run mirrors it to the default database instead of creating one through it.
+    the router's back. And they are kept only briefly (CONN_MAX_AGE 30 s):
+    during a failover every read of a thread needs one, and opening a new one
+    for each (password exchange included) made the health checks late under
+    load (measured: servers marked DOWN in a switchover); once the primary is
+    back they close within half a minute rather than holding a slot per
+    server thread on the standby. A test run mirrors it to the default
+    database instead of creating one through it.
     """
     database = parse_database_url(url, "DATABASE_READ_URL")
     options = database["OPTIONS"]
     options["options"] = f"{options['options']} {READ_ONLY}" if options.get("options") else READ_ONLY
-    database.update(ENGINE="quiz.postgres", OPTIONS=with_bounded_waits(options), CONN_MAX_AGE=0,
+    database.update(ENGINE="quiz.postgres", OPTIONS=with_bounded_waits(options), CONN_MAX_AGE=30,
                     CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"})
     return database
 

@@ -343,7 +343,7 @@ def test_the_read_url_takes_no_write_even_if_asked(db_access, failover_db):
 def test_the_read_url_is_parsed_like_the_database_url_and_read_only():
     db = read_database("postgresql://quiz:pw@127.0.0.1:5433/quiz")
     assert (db["HOST"], db["PORT"], db["NAME"], db["USER"]) == ("127.0.0.1", "5433", "quiz", "quiz")
-    assert db["ENGINE"] == "quiz.postgres" and db["CONN_MAX_AGE"] == 0 and db["CONN_HEALTH_CHECKS"]
+    assert db["ENGINE"] == "quiz.postgres" and db["CONN_MAX_AGE"] == 30 and db["CONN_HEALTH_CHECKS"]
     assert db["OPTIONS"] == {"options": "-c default_transaction_read_only=on", "connect_timeout": 2, "keepalives": 1,
                              "keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 3,
                              "tcp_user_timeout": 3000}

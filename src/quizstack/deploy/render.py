@@ -76,7 +76,9 @@ def haproxy_cfg(plan):
         "    option httplog\n"
         "    option dontlognull\n"
         "    timeout connect 500ms\n"
-        "    timeout check 500ms\n"
+        # A health check answered within a second is a live server: under a
+        # database failover a busy server answers in some hundreds of ms.
+        "    timeout check 1s\n"
         "    timeout client 30s\n"
         "    timeout server 10s\n"
         "    timeout http-request 10s\n"
