@@ -103,10 +103,20 @@ def test_a_get_that_meets_a_closed_kept_alive_connection_is_sent_again_once():
     assert server.seen == ["GET /a HTTP/1.1", "GET /b HTTP/1.1", "GET /b HTTP/1.1"]
 
 
-def test_a_post_is_never_sent_twice():
-    server = ScriptedServer(["ok", "drop"])
+def test_a_post_on_a_reused_connection_that_died_unanswered_is_sent_again_as_browsers_do():
+    server = ScriptedServer(["ok", "drop"], ["ok"])
     conn = browser.Connection(server.base, timeout=2)
     conn.send("GET", "/a")
+    outcome = conn.send("POST", "/quizzes?once=1", b"x=1",
+                        {"Content-Type": "application/x-www-form-urlencoded"})
+    server.close()
+    assert outcome.reply.status == 200 and outcome.retried is True
+    assert server.seen.count("POST /quizzes?once=1 HTTP/1.1") == 2
+
+
+def test_a_post_on_a_fresh_connection_is_never_sent_twice():
+    server = ScriptedServer(["drop"])
+    conn = browser.Connection(server.base, timeout=2)
     outcome = conn.send("POST", "/quizzes", b"x=1", {"Content-Type": "application/x-www-form-urlencoded"})
     server.close()
     assert outcome.reply is None and outcome.retried is False

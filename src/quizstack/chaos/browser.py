@@ -2,9 +2,9 @@
 
 The load generator (load.py) must see the service as a person's browser
 does, or its figures would measure the generator instead of the fault. So
-this module keeps connections alive and retries only where browsers do (a GET
-that met a kept-alive connection the server had just closed, before a single
-byte came back), bounds every request by one deadline, keeps cookies per
+this module keeps connections alive and retries only where browsers do (a
+request that met a kept-alive connection the server had just closed, before
+a single byte came back), bounds every request by one deadline, keeps cookies per
 person, reads the flash message a redirect carries, and decides whether an
 answer is the one the user wanted. Standard library only: it runs inside the
 client hosts.
@@ -61,10 +61,14 @@ def describe(exc):
 class Connection:
     """A browser's connection to one host: kept alive, opened again when it closes.
 
-    A GET that fails on a reused connection before any byte of the answer
-    arrived is sent once more on a fresh one: the server may have closed the
-    idle connection as the request left, which browsers retry the same way.
-    Nothing else is retried: a timeout or a half answer is what the user saw.
+    A request that fails on a reused connection before any byte of the
+    answer arrived is sent once more on a fresh one: the server may have
+    closed the idle connection as the request left. Browsers do this for
+    every method, a form's POST included (Chromium resends any request on a
+    reused connection that died before the response headers; curl does the
+    same), which is why QUIZ's creation forms carry a one-time token.
+    Nothing else is retried: a fresh connection's failure, a timeout or a
+    half answer is what the user saw.
     """
 
     def __init__(self, base, timeout=TIMEOUT):
@@ -86,7 +90,7 @@ class Connection:
         try:
             return Outcome(self._exchange(method, path, body, headers or {}), None, False)
         except _Unanswered as exc:
-            if not (reused and method == "GET"):
+            if not reused:
                 return Outcome(None, str(exc), False)
         except (OSError, http.client.HTTPException) as exc:
             return Outcome(None, describe(exc), False)
