@@ -335,8 +335,9 @@ def _chaos_run(lab, args):
     if not args.json:
         print(f"lab {lab.name}: chaos run {args.name}", flush=True)
     if args.name == "random":
+        spare = [h for h in (args.spare or "").split(",") if h]
         result = runner.run_random(lab, args.minutes, args.seed if args.seed is not None else 1,
-                                   settings, progress)
+                                   settings, progress, spare=spare)
     else:
         result = runner.run(lab, args.name, settings, progress)
     if args.plot:
@@ -479,6 +480,7 @@ def build_parser():
     crun.add_argument("--writes", type=float, default=0.15, help="share of writing actions (0.15)")
     crun.add_argument("--minutes", type=float, default=10.0, help="random: how long (10)")
     crun.add_argument("--seed", type=int, help="random: the schedule's seed (1)")
+    crun.add_argument("--spare", metavar="HOST,...", help="random: hosts never to kill")
     crun.add_argument("--json", action="store_true", help="the whole result as JSON")
     crun.add_argument("--plot", metavar="FILE.svg", help="draw the timeline")
 

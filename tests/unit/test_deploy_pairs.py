@@ -103,3 +103,23 @@ def test_keepalived_comes_after_the_service_it_guards(plan):
     hosts = {p.key: p.hosts for role in ROLES for p in role.phases(plan, Context({}, "/venv"))}
     assert hosts["loadbalancer: haproxy"] == ("lb1", "lb2")
     assert hosts["firewall: nftables"] == ("fw1", "fw2")
+
+
+def test_the_random_drill_kills_every_host_but_the_clients_unless_spared(plan):
+    from quizstack.chaos.experiments import ExperimentError, random_candidates, random_schedule
+
+    candidates, spared = random_candidates(plan)
+    assert "c1" not in candidates and "bbdd" in candidates and spared == {}
+    candidates, spared = random_candidates(plan, ("bbdd", "bbdd2"))
+    assert "bbdd" not in candidates and spared == {"bbdd": "spared on request",
+                                                   "bbdd2": "spared on request"}
+    with pytest.raises(ExperimentError):
+        random_candidates(plan, ("c1",))
+    schedule = random_schedule(plan, 2, seed=7, spare=("bbdd",))
+    assert schedule == random_schedule(plan, 2, seed=7, spare=("bbdd",))   # reproducible
+    assert all(host != "bbdd" for _, host, _ in schedule)
+    assert all(a != b for (_, a, _), (_, b, _) in zip(schedule, schedule[1:]))
+    # pfinal: a host alone in its role is spared, and says why.
+    single = build_plan(load_scenario("pfinal"))
+    assert random_candidates(single)[1] == {"bbdd": "the only database",
+                                            "lb": "the only load balancer", "fw": "the only firewall"}

@@ -145,7 +145,7 @@ def get(name):
                               f"{', '.join(EXPERIMENTS)}, random)") from None
 
 
-def random_candidates(plan):
+def random_candidates(plan, spare=()):
     """The hosts a random drill kills, and those it leaves alone with the reason.
 
     Every host but the clients, except a host that is alone in its role: its
@@ -159,10 +159,15 @@ def random_candidates(plan):
         single[plan.fw_hosts[0]] = "the only firewall"
     names = [h for h in plan.lab_addresses
              if h not in plan.clients and h not in {p.name for p in plan.pairs}]
+    unknown = [h for h in spare if h not in names]
+    if unknown:
+        raise ExperimentError(f"cannot spare {', '.join(unknown)}: not a host the drill would "
+                              f"kill (hosts: {', '.join(names)})")
+    single.update({h: "spared on request" for h in spare})
     return [h for h in names if h not in single], single
 
 
-def random_schedule(plan, minutes, seed, hold=(5.0, 15.0), pause=(5.0, 10.0)):
+def random_schedule(plan, minutes, seed, hold=(5.0, 15.0), pause=(5.0, 10.0), spare=()):
     """Kill and heal one host at a time, at random but reproducibly by seed.
 
     Returns [(offset seconds from the start, host, hold seconds)]: a host is
@@ -171,7 +176,7 @@ def random_schedule(plan, minutes, seed, hold=(5.0, 15.0), pause=(5.0, 10.0)):
     the offsets here are the earliest start of each fault).
     """
     rng = random.Random(seed)
-    candidates, _ = random_candidates(plan)
+    candidates, _ = random_candidates(plan, spare)
     schedule, at, last = [], rng.uniform(*pause), None
     while at < minutes * 60:
         host = rng.choice([h for h in candidates if h != last])

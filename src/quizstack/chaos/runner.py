@@ -340,13 +340,13 @@ def run(lab, name, settings=None, progress=None):
     return chaos.finish({"target": host})
 
 
-def run_random(lab, minutes, seed, settings=None, progress=None):
+def run_random(lab, minutes, seed, settings=None, progress=None, spare=()):
     """Kill and heal one host at a time, at random (reproducible by seed), under load."""
     settings = settings or Settings()
     settings.seed = seed if settings.seed is None else settings.seed
     chaos = Run(lab, "random", settings, progress)
-    candidates, spared = experiments.random_candidates(chaos.plan)
-    schedule = experiments.random_schedule(chaos.plan, minutes, seed)
+    candidates, spared = experiments.random_candidates(chaos.plan, spare)
+    schedule = experiments.random_schedule(chaos.plan, minutes, seed, spare=spare)
     chaos.require_calm()
     if spared:
         chaos.progress("spared: " + ", ".join(f"{h} ({why})" for h, why in spared.items()))
