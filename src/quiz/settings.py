@@ -76,8 +76,11 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Seconds any one wait for the database may last while a request is answered
 # (a query, a commit, the health check); past it the connection is cut and the
 # request answered 503 "try again" (quiz.deadline, quiz.outage). QUIZ's queries
-# take milliseconds; management commands are not bound.
-QUIZ_DB_WAIT_LIMIT = float(os.environ.get("QUIZ_DB_WAIT_LIMIT", "3"))
+# take milliseconds; management commands are not bound. 1.5 s stays under the
+# balancer's 2 s for a read or a replayable write, so the app answers first (a
+# 503, or a read from the standby) and the balancer never gives up with a 504
+# of its own while the database is hung or cut off.
+QUIZ_DB_WAIT_LIMIT = float(os.environ.get("QUIZ_DB_WAIT_LIMIT", "1.5"))
 # DATABASE_READ_URL (optional): any running member of the database, through
 # the local router's second port. While there is no primary (a failover, a
 # switchover) a GET or HEAD that met the database away is answered from it

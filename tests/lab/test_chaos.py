@@ -197,8 +197,8 @@ def test_faults_by_hand_on_the_command_line(complete, capsys):
     assert "healed: cut s3" in capsys.readouterr().out
     assert cli.main(["chaos", "--lab", lab.name, "cut", "nohost"]) == 1
     assert "nohost" in capsys.readouterr().err
-    assert cli.main(["chaos", "--lab", lab.name, "run", "db-kill"]) == 1
-    assert "no experiment 'db-kill'" in capsys.readouterr().err
+    assert cli.main(["chaos", "--lab", lab.name, "run", "dns-kill"]) == 1
+    assert "no experiment 'dns-kill'" in capsys.readouterr().err
 
 
 # -- the replicated database ---------------------------------------------------------------
