@@ -24,6 +24,9 @@ DEFAULTS = {
     # they are safe: loop_wait + 2 x retry_timeout <= ttl).
     "database": {"name": "quiz", "user": "quiz", "port": 5432, "cluster": "quiz",
                  "ttl": 6, "loop_wait": 1, "retry_timeout": 2},
+    # The management network: where ges reaches every host by SSH and nagios
+    # watches them; the clients have no interface on it.
+    "management": {"network": "MGMT", "nagios_port": 80},
 }
 
 
@@ -53,6 +56,28 @@ class Pair:
 
     def peers(self, host):
         return tuple(h for h in self.hosts if h != host)
+
+
+@dataclass(frozen=True)
+class Management:
+    """The operators' way in (ges) and the monitoring (nagios), on their own network."""
+
+    network: str
+    subnet: IPv4Network
+    addresses: dict                      # host -> its address on the management network
+    ges: str = ""                        # the management host (SSH from the clients), if any
+    ges_address: IPv4Address = None      # where the clients reach it, through the firewall
+    nagios: str = ""                     # the monitoring host, if any
+    nagios_address: IPv4Address = None   # where the clients reach its web interface
+    nagios_port: int = 80
+
+    def address(self, host):
+        return self.addresses[host]
+
+    @property
+    def managed(self):
+        """Every host ges manages: all but itself, in file order."""
+        return tuple(h for h in self.addresses if h != self.ges)
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,7 @@ class Plan:
     database_addresses: tuple = ()       # their addresses on the app servers' network, same order
     consensus_hosts: tuple = ()          # (name, address) of the consensus (etcd) members
     failover: tuple = (6, 1, 2)          # Patroni's ttl, loop_wait, retry_timeout (seconds)
+    management: Management = None        # the management network, ges and nagios, if any
 
     @property
     def media_root(self):
@@ -137,8 +163,10 @@ def _pair(topology, role, hosts, sync_network):
     group = topology.floating_of(hosts[0].name)
     if group is None:
         return None
-    interfaces = {h.name: {i.network: i.name for i in h.interfaces} for h in hosts}
-    own = {h.name: {i.network: i.address for i in h.interfaces} for h in hosts}
+    # The management network carries no floating address and no advert.
+    service = [i for h in hosts for i in h.interfaces if i.network != _management_network(topology)]
+    interfaces = {h.name: {i.network: i.name for i in h.interfaces if i in service} for h in hosts}
+    own = {h.name: {i.network: i.address for i in h.interfaces if i in service} for h in hosts}
     return Pair(name=group.name, role=role, vrid=group.vrid,
                 hosts=tuple(group.hosts),
                 addresses=tuple((a.network, a.cidr) for a in group.addresses),
@@ -150,11 +178,22 @@ def _where(topology):
     return str(source) if source else topology.name
 
 
+def _management_network(topology):
+    """The management network's name, when the scenario has one (never a service path)."""
+    if topology.with_role("management") or topology.with_role("monitoring"):
+        return str(_settings(topology, "management")["network"])
+    return None
+
+
 def _shared(topology, a, b):
-    """The first network both hosts are on, as (network name, a's address, b's address)."""
+    """The first network both hosts are on, as (network name, a's address, b's address).
+
+    The management network does not count: the service never travels on it.
+    """
     b_nets = {i.network: i for i in b.interfaces}
+    management = _management_network(topology)
     for i in a.interfaces:
-        if i.network in b_nets:
+        if i.network in b_nets and i.network != management:
             return i.network, i.address, b_nets[i.network].address
     raise ScenarioError(f"{_where(topology)}: hosts {a.name} and {b.name} share no network, "
                         "but the service needs them to talk directly")
@@ -168,6 +207,49 @@ def _failover(topology, database):
         raise ScenarioError(f"{_where(topology)}: [database] needs loop_wait + 2 x retry_timeout "
                             f"<= ttl (got {loop_wait} + 2 x {retry} > {ttl})")
     return ttl, loop_wait, retry
+
+
+def _management(topology, fw, clients):
+    """The management network, or None when the scenario has neither ges nor nagios."""
+    ges = topology.with_role("management")
+    nagios = topology.with_role("monitoring")
+    if not ges and not nagios:
+        return None
+    settings = _settings(topology, "management")
+    network = str(settings["network"])
+    if network not in topology.networks:
+        raise ScenarioError(f"{_where(topology)}: [management] network {network!r} is not one of "
+                            "the scenario's networks")
+    addresses = {}
+    for host in topology.hosts.values():
+        on = {i.network: i.address for i in host.interfaces}
+        if host in clients:
+            if network in on:
+                raise ScenarioError(f"{_where(topology)}: client {host.name} is on the management "
+                                    f"network {network}: the clients reach ges only through the firewall")
+            continue
+        if network not in on:
+            raise ScenarioError(f"{_where(topology)}: host {host.name} has no interface on the "
+                                f"management network {network}")
+        addresses[host.name] = on[network]
+
+    def front(hosts, what):
+        if not hosts:
+            return "", None
+        host = hosts[0]
+        fw_nets = {i.network for i in fw.interfaces} - {network}
+        for i in host.interfaces:
+            if i.network in fw_nets:
+                return host.name, i.address
+        raise ScenarioError(f"{_where(topology)}: {what} host {host.name} shares no network with "
+                            f"firewall {fw.name} (besides {network}): the clients could not reach it")
+
+    ges_name, ges_address = front(ges, "management")
+    nagios_name, nagios_address = front(nagios, "monitoring")
+    return Management(network=network, subnet=topology.networks[network].subnet,
+                      addresses=addresses, ges=ges_name, ges_address=ges_address,
+                      nagios=nagios_name, nagios_address=nagios_address,
+                      nagios_port=int(settings["nagios_port"]))
 
 
 def build_plan(topology):
@@ -268,4 +350,5 @@ def build_plan(topology):
         clients=tuple(c.name for c in clients),
         lab_addresses=lab_addresses,
         pairs=pairs,
+        management=_management(topology, fw, clients),
     )

@@ -20,8 +20,9 @@ from quizstack.topology.model import (
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
-ROLES = ("client", "firewall", "loadbalancer", "web", "storage", "database", "consensus")
-RESERVED_ROLES = ("monitoring", "logs", "management")
+ROLES = ("client", "firewall", "loadbalancer", "web", "storage", "database", "consensus",
+         "management", "monitoring")
+RESERVED_ROLES = ("logs",)
 KNOWN_ROLES = ROLES + RESERVED_ROLES
 
 # Exactly one of these per scenario: the architecture has one entry point and
@@ -29,6 +30,7 @@ KNOWN_ROLES = ROLES + RESERVED_ROLES
 # host to everybody else.
 SINGLE_ROLES = ("firewall", "loadbalancer")
 GROUPABLE_ROLES = ("firewall", "loadbalancer")
+OPTIONAL_SINGLE_ROLES = ("management", "monitoring")
 REQUIRED_ROLES = ("web", "client", "database")
 
 # Host names become UTS names, netns names (qs-<lab>-<host>) and the
@@ -374,6 +376,11 @@ class _Builder:
                 self.fail(f"role {role}", f"{len(found)} hosts ({names}) must share one "
                                           "[floating] group to act as one")
             self.fail(f"role {role}", f"exactly one host needed, found {len(found)} ({names})")
+        for role in OPTIONAL_SINGLE_ROLES:
+            found = topo.with_role(role)
+            if len(found) > 1:
+                names = ", ".join(h.name for h in found)
+                self.fail(f"role {role}", f"at most one host, found {len(found)} ({names})")
         for role in REQUIRED_ROLES:
             if not topo.with_role(role):
                 self.fail(f"role {role}", "at least one host needed, found none")
