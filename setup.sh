@@ -15,6 +15,7 @@ packages=(
     postgresql haproxy nftables supervisor glusterfs-server glusterfs-client
     nmap wrk chromium graphviz openssh-server netcat-openbsd keepalived conntrackd
     patroni etcd-server etcd-client
+    nagios4 nagios-nrpe-server nagios-nrpe-plugin monitoring-plugins apache2 apache2-utils
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -249,6 +249,30 @@ def cmd_exec(args):
     return subprocess.run(argv, env=env).returncode
 
 
+def cmd_ssh(args):
+    """The operators' way in: from the first client, through the firewall, to ges (and on)."""
+    from quizstack import stack
+    from quizstack.deploy.plan import build_plan
+
+    lab = _lab(args)
+    m = build_plan(lab.topology).management
+    if not m or not m.ges:
+        raise QuizstackError(f"lab {lab.name}: its scenario has no management host (ges)")
+    config = stack.lab_ssh_config(lab)
+    if not os.path.exists(config):
+        raise QuizstackError(f"lab {lab.name}: no SSH keys yet (run `quizstack up`)")
+    target = args.host or m.ges
+    if target != m.ges:
+        lab.topology.host(target)   # a clear error for an unknown host
+        if target not in m.managed:
+            raise QuizstackError(f"{target} is not on the management network: ges cannot reach it")
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    argv = ["ssh", "-F", str(config)] + (["-t"] if not command and sys.stdin.isatty() else [])
+    return subprocess.run(argv + [target] + command).returncode
+
+
 def cmd_shell(args):
     lab = _lab(args)
     argv = lab.enter_argv(args.host) + ["bash", "-i"]
@@ -437,6 +461,10 @@ def build_parser():
     ex = lab_command("exec", cmd_exec, "run a command on a host: exec HOST -- CMD...")
     ex.add_argument("host")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+    ss = lab_command("ssh", cmd_ssh, "log in as an operator: from c1 through the firewall to "
+                                     "ges, by key (and on to HOST through ges)")
+    ss.add_argument("host", nargs="?", help="a host to reach through ges (default: ges itself)")
+    ss.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
     sh = lab_command("shell", cmd_shell, "an interactive shell on a host")
     sh.add_argument("host")
     mp = lab_command("map", cmd_map, "draw the topology (SVG by default) with graphviz")

@@ -5,12 +5,14 @@ check (verified). This module only chains the layers; each keeps its own job,
 and the command line does the printing.
 """
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 
 from quizstack import check, deploy
 from quizstack.deploy.plan import build_plan
+from quizstack.deploy import sshkeys
 from quizstack.deploy.secrets import load_or_create
 
 
@@ -24,6 +26,14 @@ class UpResult:
 
 def secrets_of(lab):
     return load_or_create(lab.state_dir / "secrets")
+
+
+def keys_of(topology, secrets_dir):
+    """The deployment's SSH keys (sshkeys), when its scenario has a management network."""
+    plan = build_plan(topology)
+    if not plan.management:
+        return None
+    return sshkeys.load_or_create(secrets_dir, plan.management.addresses, label=topology.name)
 
 
 def ssh_targets(topology, hosts, user="root", key=None, port=None, config=None,
@@ -51,7 +61,7 @@ def deploy_ssh(topology, secrets_dir, venv, targets, target_data, progress=None)
     """Deploy the service on real hosts over SSH (no lab, no forward, no checks)."""
     build_plan(topology)
     return deploy.deploy(topology, targets, load_or_create(secrets_dir), venv, progress,
-                         target_data=target_data)
+                         target_data=target_data, keys=keys_of(topology, secrets_dir))
 
 
 def is_deployed(lab):
@@ -62,8 +72,36 @@ def is_deployed(lab):
 def deploy_lab(lab, progress=None):
     """Configure every host of a running lab; returns what changed."""
     targets, data = deploy.lab_targets(lab)
+    keys = keys_of(lab.topology, lab.state_dir / "secrets")
+    if keys:
+        write_lab_ssh_config(lab, keys)
     return deploy.deploy(lab.topology, targets, secrets_of(lab), sys.prefix, progress,
-                         target_data=data)
+                         target_data=data, keys=keys)
+
+
+def lab_ssh_config(lab):
+    """The operators' ssh_config of a lab: ges entered from the first client's side."""
+    return sshkeys.ssh_config_path(lab.state_dir / "secrets")
+
+
+def write_lab_ssh_config(lab, keys):
+    """Write the lab's ssh_config and known_hosts: `ssh -F <it> s1` works from the machine.
+
+    The first hop starts in the first client's network namespace, so every
+    connection enters through the firewall as an operator's would.
+    """
+    from quizstack.deploy import access
+    from quizstack.lab import plan as lab_plan
+
+    plan = build_plan(lab.topology)
+    client = plan.clients[0]
+    netns = lab_plan.netns_path(lab_plan.host_netns(lab.name, client))
+    config = access.controller_ssh_config(plan, keys, ges_proxy=f"nsenter --net={netns} nc %h %p")
+    for path, text in ((keys.known_hosts, access.controller_known_hosts(plan, keys)),
+                       (str(lab_ssh_config(lab)), config)):
+        with open(path + ".new", "w") as f:
+            f.write(text)
+        os.replace(path + ".new", path)
 
 
 def check_lab(lab, ports="1-65535"):

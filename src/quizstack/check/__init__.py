@@ -84,6 +84,17 @@ def protected_addresses(plan):
             if host not in plan.clients for a in addresses]
 
 
+def open_addresses(plan):
+    """What the clients may open through the firewall: address -> its one open port."""
+    found = {str(plan.lb_address): plan.port}
+    m = plan.management
+    if m and m.ges:
+        found[str(m.ges_address)] = 22
+    if m and m.nagios:
+        found[str(m.nagios_address)] = m.nagios_port
+    return found
+
+
 class Checker:
     """Runs the checks of one deployed lab. `run(host, argv, **kw)` runs a command in a host."""
 
@@ -118,7 +129,10 @@ class Checker:
                 {a: h["answered"] for a, h in hosts.items() if h["answered"]})
 
     def firewall(self, clients=None):
-        """From each client: nothing but the service answers, on any port of any address.
+        """From each client: nothing but what is open to them answers, on any port of any address.
+
+        Open to the clients: the service (the load balancer's port), and where
+        the scenario has them, SSH on ges and Nagios's web interface.
 
         Behind a default-drop firewall no probe gets an answer except those to
         the load balancer's service port; any other answer, even a "closed",
@@ -134,7 +148,8 @@ class Checker:
         """
         results = []
         targets = protected_addresses(self.plan)
-        expected = {str(self.plan.lb_address): {"open": 1}}
+        wanted = {address: [port] for address, port in open_addresses(self.plan).items()}
+        expected = {address: {"open": 1} for address in wanted}
         for client in clients or self.plan.clients:
             found, answered = {}, {}
             for ports, pace in ((SAMPLE_PORTS, ["--min-rate", "2000"]),
@@ -149,7 +164,7 @@ class Checker:
                               if states != expected.get(a))
             results.append(CheckResult(
                 "firewall", f"{client}: port scan of {len(targets)} addresses (TCP {self.ports})",
-                answered == expected, f"open: {seen}" + (f"; answered: {extra}" if extra else "")))
+                answered == expected and found == wanted, f"open: {seen}" + (f"; answered: {extra}" if extra else "")))
 
             ping = self._run(client, ["nmap", "-n", "-sn", "-PE", "--disable-arp-ping",
                                       "--max-retries", "1", "-oG", "-", *targets], timeout=120)
@@ -382,7 +397,13 @@ class Checker:
     def service(self):
         # In sequence: the round-robin count must see no other request.
         return (self.balancing() + self.storage_and_database() + self.database_placement()
-                + self.database_cluster() + self.pairs())
+                + self.database_cluster() + self.pairs() + self.access())
+
+    def access(self):
+        from quizstack.check.access import access_checks
+        from quizstack.deploy.sshkeys import ssh_config_path
+
+        return access_checks(self, ssh_config_path(self.lab.state_dir / "secrets"))
 
     def all(self):
         """Every check; the scans from each client run beside the HTTP checks."""

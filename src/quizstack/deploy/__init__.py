@@ -15,12 +15,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from quizstack.deploy import db, fw, lb, ops, storage, web
+from quizstack.deploy import access, db, fw, lb, ops, storage, web
 from quizstack.deploy.plan import build_plan
 from quizstack.deploy.roles import Context
 from quizstack.errors import DeployError
 
-ROLES = (db, storage, web, lb, fw)
+ROLES = (access, db, storage, web, lb, fw)
 
 
 @dataclass
@@ -52,15 +52,19 @@ def lab_targets(lab):
     return targets, data
 
 
-def deploy(topology, targets, secrets, venv, progress=None, target_data=None):
+def deploy(topology, targets, secrets, venv, progress=None, target_data=None, keys=None):
     """Bring every role to the wanted state; return what changed.
 
     `targets` maps each scenario host to a pyinfra inventory name: `@lab/...`
     for lab hosts, an address or name for pyinfra's SSH connector. Optional
     `target_data` maps a host to pyinfra host data (ssh_user, ssh_key, ...).
+    `keys` (sshkeys.Keys) are the SSH keys a scenario with a management host
+    needs.
     """
     plan = build_plan(topology)
-    context = Context(secrets=secrets, venv=venv)
+    if plan.management and plan.management.ges and keys is None:
+        raise DeployError("the scenario has a management host: its SSH keys are needed")
+    context = Context(secrets=secrets, venv=venv, keys=keys)
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
     needed = {h for phase in phases for h in phase.hosts}
     missing = [h for h in topology.hosts if h in needed and h not in targets]

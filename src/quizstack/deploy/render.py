@@ -8,6 +8,7 @@ must accept it before it goes live.
 
 HEADER = "# Written by quizstack from the scenario; changes here are overwritten.\n"
 CONNTRACKD_PORT = 3780
+NRPE_PORT = 5666
 HAPROXY_503 = "/etc/haproxy/errors/quiz-503.http"
 HAPROXY_BUFFER = 131072
 REPLAYABLE_BODY = 120000      # bytes of a request body HAProxy can keep whole to replay it
@@ -121,6 +122,9 @@ def nftables_conf(plan):
     the same ruleset, which also accepts from the members (and only from
     them) the VRRP adverts and conntrackd's updates that share the
     connections: established connections survive the loss of either member.
+    With a management network, the clients may also open SSH to ges and the
+    web interface of nagios; the firewall itself answers SSH from ges and
+    ping and NRPE from nagios, on the management network only.
     """
     outside = ", ".join(f'"{name}"' for name, _ in plan.fw_outside)
     pair = plan.pair_of(plan.fw_hosts[0])
@@ -133,6 +137,27 @@ def nftables_conf(plan):
             f"        ip saddr {{ {everywhere} }} ip protocol vrrp accept\n"
             f"        ip saddr {{ {sync} }} udp dport {CONNTRACKD_PORT} accept\n"
         )
+    management = ""
+    forwarded = ""
+    syn_new = "tcp flags & (fin | syn | rst | ack) == syn ct state new accept\n"
+    m = plan.management
+    if m:
+        # The firewall's own sshd and NRPE answer only ges and nagios, on MGMT.
+        management = "        ct state established,related accept\n"
+        if m.ges:
+            management += (f"        ip saddr {m.address(m.ges)} ip daddr {m.subnet} "
+                           f"tcp dport 22 {syn_new}")
+        if m.nagios:
+            management += (f"        ip saddr {m.address(m.nagios)} ip daddr {m.subnet} "
+                           f"tcp dport {NRPE_PORT} {syn_new}"
+                           f"        ip saddr {m.address(m.nagios)} ip daddr {m.subnet} "
+                           "icmp type echo-request accept\n")
+        if m.ges:
+            forwarded += (f"        iifname {{ {outside} }} ip daddr {m.ges_address} tcp dport 22 "
+                          + syn_new)
+        if m.nagios:
+            forwarded += (f"        iifname {{ {outside} }} ip daddr {m.nagios_address} "
+                          f"tcp dport {m.nagios_port} " + syn_new)
     return (
         "#!/usr/sbin/nft -f\n" + HEADER +
         "flush ruleset\n"
@@ -141,7 +166,7 @@ def nftables_conf(plan):
         "    chain input {\n"
         "        type filter hook input priority filter; policy drop;\n"
         "        iif \"lo\" accept\n"
-        f"{members}"
+        f"{members}{management}"
         "    }\n"
         "\n"
         "    chain forward {\n"
@@ -151,6 +176,7 @@ def nftables_conf(plan):
         f"        iifname {{ {outside} }} ip daddr {plan.lb_address} tcp dport {plan.port} "
         "tcp flags & (fin | syn | rst | ack) == syn ct state new accept\n"
         f"        iifname {{ {outside} }} ip daddr {plan.lb_address} icmp type echo-request accept\n"
+        f"{forwarded}"
         "    }\n"
         "\n"
         "    chain output {\n"

@@ -33,6 +33,7 @@ class Context:
     secrets: dict
     venv: str               # the Python environment holding quizstack and QUIZ, on every app server
     changes: dict = field(default_factory=dict)   # (host, what) -> operations a later phase reacts to
+    keys: object = None     # sshkeys.Keys: the operators', ges's and the hosts' SSH keys
 
     @property
     def app_paths(self):
