@@ -113,6 +113,7 @@ def cmd_up(args):
 def cmd_deploy(args):
     """Real hosts over SSH: the same roles, through pyinfra's SSH connector."""
     from quizstack import stack
+    from quizstack.deploy.plan import build_plan
     from quizstack.topology import load_scenario
 
     topo = load_scenario(args.scenario)
@@ -123,11 +124,18 @@ def cmd_deploy(args):
             raise QuizstackError(f"--host wants NAME=ADDRESS, not {item!r}")
         topo.host(name)   # a clear error for an unknown host
         hosts[name] = address
-    targets, data = stack.ssh_targets(topo, hosts, user=args.ssh_user, key=args.ssh_key,
-                                      port=args.ssh_port, config=args.ssh_config,
-                                      known_hosts=args.known_hosts)
     secrets = args.secrets or os.path.join(os.path.expanduser("~"), ".quizstack", topo.name)
-    print(f"deploy {topo.name} over SSH", flush=True)
+    management = build_plan(topo).management
+    if management and management.ges and not args.direct:
+        # Every host through ges: its management address, ges's key, pinned host keys.
+        targets, data, config = stack.ges_targets(topo, secrets, hosts.get(management.ges),
+                                                  config=args.ssh_config, user=args.ssh_user)
+        print(f"deploy {topo.name} over SSH through {management.ges} ({config})", flush=True)
+    else:
+        targets, data = stack.ssh_targets(topo, hosts, user=args.ssh_user, key=args.ssh_key,
+                                          port=args.ssh_port, config=args.ssh_config,
+                                          known_hosts=args.known_hosts)
+        print(f"deploy {topo.name} over SSH", flush=True)
     result = stack.deploy_ssh(topo, secrets, args.venv or sys.prefix, targets, data,
                               progress=_progress)
     changed = result.changed
@@ -446,7 +454,11 @@ def build_parser():
     dp.add_argument("--ssh-port", type=int)
     dp.add_argument("--ssh-config", help="an ssh_config file (ProxyCommand, ProxyJump, ...)")
     dp.add_argument("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
-    dp.add_argument("--secrets", help="folder for the generated secrets (~/.quizstack/SCENARIO)")
+    dp.add_argument("--secrets", help="folder for the generated secrets and SSH keys "
+                                      "(~/.quizstack/SCENARIO)")
+    dp.add_argument("--direct", action="store_true",
+                    help="reach each host at its address, not through ges (the first deployment "
+                         "of a scenario with a management host, before ges takes the keys)")
     dp.add_argument("--venv", help="quizstack's Python environment on the app servers "
                     "(default: this one's path)")
     dp.set_defaults(func=cmd_deploy)

@@ -57,6 +57,32 @@ def ssh_targets(topology, hosts, user="root", key=None, port=None, config=None,
     return targets, data
 
 
+def ges_targets(topology, secrets_dir, ges_address=None, config=None, user="root"):
+    """Targets and pyinfra data that reach every host through ges (ProxyJump).
+
+    Without `config`, the operators' ssh_config and known_hosts are written
+    beside the secrets (ges at `ges_address`, else its scenario address),
+    from the deployment's keys: the host keys are pinned from the start.
+    Returns (targets, data, the ssh_config's path).
+    """
+    from quizstack.deploy import access
+
+    plan = build_plan(topology)
+    m = plan.management
+    keys = keys_of(topology, secrets_dir)
+    if config is None:
+        config = sshkeys.ssh_config_path(secrets_dir)
+        for path, text in ((keys.known_hosts, access.controller_known_hosts(plan, keys, ges_address)),
+                           (config, access.controller_ssh_config(plan, keys, ges_address))):
+            with open(path + ".new", "w") as f:
+                f.write(text)
+            os.replace(path + ".new", path)
+    targets = {name: name for name in m.addresses}
+    data = {name: {"ssh_user": user, "ssh_config_file": str(config),
+                   "ssh_known_hosts_file": keys.known_hosts} for name in m.addresses}
+    return targets, data, str(config)
+
+
 def deploy_ssh(topology, secrets_dir, venv, targets, target_data, progress=None):
     """Deploy the service on real hosts over SSH (no lab, no forward, no checks)."""
     build_plan(topology)

@@ -1,7 +1,7 @@
 """Faults under load on the complete scenario, as root: short versions of the drills.
 
-One complete lab (firewall pair, load balancer pair, three servers, replica 3,
-PostgreSQL) is brought up for the module. Each test runs an experiment the way
+The complete lab (firewall pair, load balancer pair, three servers, replica 3,
+PostgreSQL, ges and nagios) is shared by the lab tests (conftest.py). Each test runs an experiment the way
 `quizstack chaos run` does, shortened (2 s of load, the fault held 4 s, 2 s
 after convergence), and asserts what users would notice and what a short run
 can show: no acknowledged write lost, no failed request where the design
@@ -10,11 +10,9 @@ bench/chaos (docs/reliability.md), not from here.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -23,40 +21,10 @@ from quizstack import stack
 from quizstack.chaos import runner, watch
 from quizstack.cli import _run_records
 from quizstack.deploy.plan import build_plan
-from quizstack.topology import load_scenario
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts)")
 
 SHORT = dict(warmup=2.0, hold=4.0, after=2.0, rate=15.0, workers=6, writes=0.2)
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def complete():
-    from quizstack.lab import Lab
-
-    os.makedirs("/srv/quizstack-tests", exist_ok=True)
-    root = tempfile.mkdtemp(prefix="chaos-", dir="/srv/quizstack-tests")
-    previous = os.environ.get("QUIZSTACK_STATE_ROOT")
-    os.environ["QUIZSTACK_STATE_ROOT"] = root
-    lab = Lab(f"cx{os.getpid() % 100000}", topology=load_scenario("complete"))
-    try:
-        result = stack.up(lab, port=free_port())
-        yield lab, result
-    finally:
-        lab.destroy()
-        shutil.rmtree(root, ignore_errors=True)
-        if previous is None:
-            os.environ.pop("QUIZSTACK_STATE_ROOT", None)
-        else:
-            os.environ["QUIZSTACK_STATE_ROOT"] = previous
 
 
 def experiment(lab, name, **longer):

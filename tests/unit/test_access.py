@@ -79,7 +79,8 @@ def test_the_operators_config_jumps_through_ges(plan, keys):
     assert "HostName 10.2.2.31" in ges_block and keys.operator.path in ges_block
     assert "ProxyCommand nsenter --net=/run/netns/x nc %h %p" in ges_block
     s2_block = conf.split("Host s2\n", 1)[1].split("\n\n", 1)[0]
-    assert "ProxyJump ges" in s2_block and keys.management.path in s2_block
+    assert f"ProxyCommand ssh -F {keys.directory}/ssh_config -W %h:%p ges" in s2_block
+    assert keys.management.path in s2_block
     assert "StrictHostKeyChecking yes" in conf
 
 

@@ -14,10 +14,13 @@ user's ~/.ssh: `AuthorizedKeysFile` points to a root-owned file per user.
 
 From ges an operator reaches every host by name (`ssh s1`): /root/.ssh/config
 on ges names each host's management address. The operators' own ssh_config
-(`controller_ssh_config`) reaches ges and jumps through it (ProxyJump).
+(`controller_ssh_config`) reaches ges and jumps through it (`ssh -W`).
 """
 
+import os
+
 from quizstack.deploy import ops
+from quizstack.deploy.sshkeys import SSH_CONFIG
 from quizstack.deploy.roles import Phase, scenario_host
 
 SSHD_CONF = "/etc/ssh/sshd_config.d/quizstack.conf"
@@ -106,15 +109,20 @@ def controller_ssh_config(plan, keys, ges_address=None, ges_proxy=None):
 
     `ges_proxy` is a ProxyCommand for the first hop (the lab enters a
     client's network namespace with it); `ges_address` overrides where ges
-    is reached (a real deployment's public address).
+    is reached (a real deployment's public address). The jump through ges is
+    written as OpenSSH's own `ssh -W` (what ProxyJump runs): pyinfra's
+    ProxyJump drops the first hop's ProxyCommand, so it could not start
+    from the lab's client.
     """
     m = plan.management
+    config = os.path.join(keys.directory, SSH_CONFIG)
     lines = [HEADER,
              f"Host {m.ges}\n    HostName {ges_address or m.ges_address}\n"
              f"    IdentityFile {keys.operator.path}\n"
              + (f"    ProxyCommand {ges_proxy}\n" if ges_proxy else "")]
     for host in m.managed:
-        lines.append(f"Host {host}\n    HostName {m.address(host)}\n    ProxyJump {m.ges}\n"
+        lines.append(f"Host {host}\n    HostName {m.address(host)}\n"
+                     f"    ProxyCommand ssh -F {config} -W %h:%p {m.ges}\n"
                      f"    IdentityFile {keys.management.path}\n")
     lines.append(f"Host *\n    User root\n    IdentitiesOnly yes\n"
                  f"    UserKnownHostsFile {keys.known_hosts}\n    StrictHostKeyChecking yes\n"
