@@ -15,12 +15,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from quizstack.deploy import access, db, fw, lb, ops, storage, web
+from quizstack.deploy import access, db, fw, lb, monitoring, ops, storage, web
 from quizstack.deploy.plan import build_plan
 from quizstack.deploy.roles import Context
 from quizstack.errors import DeployError
 
-ROLES = (access, db, storage, web, lb, fw)
+ROLES = (access, db, storage, web, lb, fw, monitoring)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import secrets as random
 from quizstack.errors import DeployError
 
 FIELDS = ("database_password", "django_secret_key", "database_superuser_password",
-          "database_replication_password", "database_rewind_password")
+          "database_replication_password", "database_rewind_password", "nagios_password")
 
 
 def load_or_create(directory):
