@@ -78,7 +78,7 @@ def _print_checks(results, as_json=False):
     width = max(len(f"{r.group}: {r.name}") for r in results)
     for r in results:
         label = f"{r.group}: {r.name}"
-        print(f"  {'PASS' if r.ok else 'FAIL'}  {label.ljust(width)}  {r.detail}")
+        print(f"  {'PASS' if r.ok else 'FAIL'}  {r.seconds:5.1f} s  {label.ljust(width)}  {r.detail}")
     passed = sum(r.ok for r in results)
     print(f"check: {passed} passed, {len(results) - passed} failed")
 
@@ -106,6 +106,7 @@ def cmd_up(args):
     print(f"deploy: {len(changed)} change(s)" if changed else "deploy: no change", f"({seconds})")
     if result.checks:
         _print_checks(result.checks)
+        print("  (the scans covered common and service ports; `quizstack check` scans all 65,535)")
     print(f"QUIZ is served at {result.url} (through the firewall, as a client on LAN1)")
     return 0 if all(r.ok for r in result.checks) else 1
 

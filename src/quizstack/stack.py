@@ -134,8 +134,12 @@ def check_lab(lab, ports="1-65535"):
     return check.run_checks(lab, build_plan(lab.topology), venv=sys.prefix, ports=ports)
 
 
-def up(lab, port=8080, progress=None, run_checks=True, ports="1-65535"):
-    """Create or finish the lab, deploy the service, open the forward, check it."""
+def up(lab, port=8080, progress=None, run_checks=True, ports=None):
+    """Create or finish the lab, deploy the service, open the forward, check it.
+
+    The checks scan a sample of common and service ports (`ports=None`);
+    the scans of all 65,535 ports belong to `quizstack check`.
+    """
     result = UpResult()
     # Validate the whole plan before the first namespace exists.
     build_plan(lab.topology)

@@ -33,6 +33,7 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    seconds: float = 0.0    # how long finding it out took
 
     def as_dict(self):
         return asdict(self)
@@ -104,6 +105,18 @@ class Checker:
         self.python = f"{venv or sys.prefix}/bin/python"
         self.ports = ports
         self.base = f"http://{plan.lb_address}:{plan.port}"
+        self._clock = threading.local()
+
+    def row(self, group, name, ok, detail):
+        """A result, timed from the previous row of this thread (or the start of its job)."""
+        now = time.monotonic()
+        started = getattr(self._clock, "mark", now)
+        self._clock.mark = now
+        return CheckResult(group, name, bool(ok), detail, round(now - started, 2))
+
+    def _timed(self, job, *args):
+        self._clock.mark = time.monotonic()
+        return job(*args)
 
     def _run(self, host, argv, timeout=120):
         return self.lab.run(host, argv, timeout=timeout, check=False)
@@ -152,9 +165,11 @@ class Checker:
         expected = {address: {"open": 1} for address in wanted}
         for client in clients or self.plan.clients:
             found, answered = {}, {}
-            for ports, pace in ((SAMPLE_PORTS, ["--min-rate", "2000"]),
-                                (self.ports, ["--min-rate", "250000", "--initial-rtt-timeout",
-                                              "20ms", "--max-rtt-timeout", "50ms"])):
+            scans = [(SAMPLE_PORTS, ["--min-rate", "2000"])]
+            if self.ports:
+                scans.append((self.ports, ["--min-rate", "250000", "--initial-rtt-timeout",
+                                           "20ms", "--max-rtt-timeout", "50ms"]))
+            for ports, pace in scans:
                 found, answered = self._scan(client, targets, ports, pace)
                 if answered != expected:
                     break
@@ -162,14 +177,15 @@ class Checker:
             extra = ", ".join(f"{a} {', '.join(f'{n} {s}' for s, n in states.items())}"
                               for a, states in sorted(answered.items())
                               if states != expected.get(a))
-            results.append(CheckResult(
-                "firewall", f"{client}: port scan of {len(targets)} addresses (TCP {self.ports})",
+            results.append(self.row(
+                "firewall", f"{client}: port scan of {len(targets)} addresses "
+                            f"(TCP {self.ports or 'sample: common and service ports'})",
                 answered == expected and found == wanted, f"open: {seen}" + (f"; answered: {extra}" if extra else "")))
 
             ping = self._run(client, ["nmap", "-n", "-sn", "-PE", "--disable-arp-ping",
                                       "--max-retries", "1", "-oG", "-", *targets], timeout=120)
             up = sorted(a for a, h in parse_nmap_grepable(ping.stdout).items() if h["up"])
-            results.append(CheckResult(
+            results.append(self.row(
                 "firewall", f"{client}: ICMP echo answered only by the load balancer",
                 up == [str(self.plan.lb_address)], f"answered: {', '.join(up) or 'none'}"))
         return results
@@ -185,7 +201,7 @@ class Checker:
               and seen["statuses"] == {"200": BALANCE_REQUESTS})
         shown = "/".join(str(servers.get(b.name, 0)) for b in self.plan.backends)
         names = "/".join(b.name for b in self.plan.backends)
-        return [CheckResult("balancing", f"{BALANCE_REQUESTS} requests from {client} spread "
+        return [self.row("balancing", f"{BALANCE_REQUESTS} requests from {client} spread "
                             "round-robin", ok, f"{names}: {shown}; statuses {seen['statuses']}")]
 
     # -- storage and database -------------------------------------------------------------
@@ -198,7 +214,7 @@ class Checker:
         try:
             served = made["servers"]
             ok = all(served.get(b.name) for b in self.plan.backends) and made["identical"] == fetches
-            results.append(CheckResult(
+            results.append(self.row(
                 "storage", "an image uploaded through the load balancer is served by every server",
                 ok, f"{made['image']}: " + ", ".join(f"{k} {v}" for k, v in sorted(served.items()))))
 
@@ -207,7 +223,7 @@ class Checker:
                 path = f"{self.plan.brick}/media/{made['image']}"
                 if self._run(nas, ["test", "-s", path]).returncode == 0:
                     holders.append(nas)
-            results.append(CheckResult(
+            results.append(self.row(
                 "storage", f"the image is on every brick of volume {self.plan.volume}",
                 len(holders) == len(self.plan.storage_hosts),
                 f"present on: {', '.join(holders) or 'none'}"))
@@ -226,7 +242,7 @@ class Checker:
                         break
                     time.sleep(0.2)
             where = " and ".join(f"{h}'s" for h in self.plan.database_hosts)
-            results.append(CheckResult(
+            results.append(self.row(
                 "database", f"the quiz created through the load balancer is in {where} database",
                 all(c == "1" for c in counts.values()),
                 f"quiz {made['quiz']}: " + ", ".join(f"{h} {c} row(s)" for h, c in counts.items())))
@@ -244,7 +260,7 @@ class Checker:
                       if line.split() and not line.split()[3].startswith("127.0.0.1:")]
             if "postgres" in ps.stdout.split() or others:
                 running.append(backend.name)
-        results = [CheckResult("database", "no app server runs PostgreSQL", not running,
+        results = [self.row("database", "no app server runs PostgreSQL", not running,
                                f"running on: {', '.join(running)}" if running else "none of "
                                + ", ".join(self.plan.web_hosts))]
         client = self.plan.clients[0]
@@ -257,7 +273,7 @@ class Checker:
         reach = self._run(client, ["python3", "-c", probe], timeout=30)
         answered = reach.stdout.split()
         shown = ", ".join(f"{a}:{p}" for a, p in targets)
-        results.append(CheckResult(
+        results.append(self.row(
             "database", f"the database port is closed to clients ({client})",
             reach.returncode == 0 and not answered,
             f"{shown} " + (f"answered: {' '.join(answered)}" if answered else "unreachable")))
@@ -281,7 +297,7 @@ class Checker:
             shown = ", ".join(f"{h} {m['state']}" + (f" holding {', '.join(m['holds'])}"
                                                      if m["holds"] else "")
                               for h, m in members.items())
-            results.append(CheckResult(
+            results.append(self.row(
                 pair.role, f"{pair.name}: one of {', '.join(pair.hosts)} holds "
                 f"{', '.join(status['addresses'])}, the other stands by", ok, shown))
             if pair.role == "loadbalancer":
@@ -304,7 +320,7 @@ class Checker:
                  for servers in seen.values())
         shown = "; ".join(f"{h}: " + (", ".join(f"{s} {st}" for s, st in servers.items())
                                        or "no answer") for h, servers in seen.items())
-        return CheckResult(pair.role, f"{pair.name}: HAProxy on {' and '.join(pair.hosts)} "
+        return self.row(pair.role, f"{pair.name}: HAProxy on {' and '.join(pair.hosts)} "
                            "sees every server UP", ok, shown)
 
     def _same_ruleset(self, pair):
@@ -316,7 +332,7 @@ class Checker:
         ok = len(texts) == 1 and "" not in texts
         shown = ", ".join(f"{h} {len(t.splitlines())} lines" if t else f"{h} none"
                           for h, t in rulesets.items())
-        return CheckResult(pair.role, f"{pair.name}: the same nftables ruleset is loaded on "
+        return self.row(pair.role, f"{pair.name}: the same nftables ruleset is loaded on "
                            f"{' and '.join(pair.hosts)}", ok, shown)
 
     def _connections_shared(self, pair, status):
@@ -328,7 +344,7 @@ class Checker:
         standby = [h for h in pair.hosts if h != active]
         name = f"{pair.name}: a client's connection through the active firewall is known to the other"
         if active is None or not standby:
-            return CheckResult(pair.role, name, False, "no single active member")
+            return self.row(pair.role, name, False, "no single active member")
         client = self.plan.clients[0]
         port = 40000 + secrets.randbelow(20000)
         hold = ("import socket,time\ns=socket.socket()\n"
@@ -350,7 +366,7 @@ class Checker:
         detail = (f"{client}:{port} -> {self.plan.lb_address}:{self.plan.port} through {active}: "
                   + ("in " + standby[0] + "'s external cache" if found else
                      f"not in {standby[0]}'s cache after 3 s"))
-        return CheckResult(pair.role, name, bool(found), detail)
+        return self.row(pair.role, name, bool(found), detail)
 
     # -- the replicated database -------------------------------------------------------
 
@@ -380,7 +396,7 @@ class Checker:
                  f"primaries: {', '.join(leaders) or 'none'}; ") + (", ".join(
                      f"{r[0]} {r[1]} {r[2]}, {r[3]} bytes to replay" for r in replication)
                      or "no standby streaming")
-        results = [CheckResult("database", "one primary; the standby streams synchronously with "
+        results = [self.row("database", "one primary; the standby streams synchronously with "
                                "nothing left to replay", ok, shown)]
         first = self.plan.consensus_hosts[0][0]
         endpoints = ",".join(f"http://{a}:2379" for _, a in self.plan.consensus_hosts)
@@ -388,7 +404,7 @@ class Checker:
                          timeout=30)
         healthy = [line.split()[0] for line in (done.stdout + done.stderr).splitlines()
                    if "is healthy" in line]
-        results.append(CheckResult(
+        results.append(self.row(
             "database", f"the consensus (etcd) answers on all {len(self.plan.consensus_hosts)} "
             "members", len(healthy) == len(self.plan.consensus_hosts),
             f"healthy: {', '.join(healthy) or 'none'}"))
@@ -408,12 +424,13 @@ class Checker:
     def all(self):
         """Every check; the scans from each client run beside the HTTP checks."""
         with ThreadPoolExecutor(max_workers=len(self.plan.clients) + 1) as pool:
-            scans = [pool.submit(self.firewall, [c]) for c in self.plan.clients]
-            service = pool.submit(self.service)
+            scans = [pool.submit(self._timed, self.firewall, [c]) for c in self.plan.clients]
+            service = pool.submit(self._timed, self.service)
             return [row for job in scans + [service] for row in job.result()]
 
 
 def run_checks(lab, plan, venv=None, ports="1-65535"):
+    """Every check; `ports=None` scans only the sample of common and service ports."""
     return Checker(lab, plan, venv=venv, ports=ports).all()
 
 

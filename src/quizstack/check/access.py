@@ -9,8 +9,6 @@ the firewall like an operator's laptop on LAN1.
 
 import subprocess
 
-from quizstack.check import CheckResult
-
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=5")
 
 
@@ -36,7 +34,7 @@ def access_checks(checker, config):
     client = plan.clients[0]
     rows = []
     login = _ssh(config, m.ges, "hostname")
-    rows.append(CheckResult(
+    rows.append(checker.row(
         "access", f"{client} logs in to ges ({m.ges_address}:22) with the operators' RSA key",
         login.returncode == 0 and login.stdout.strip() == m.ges,
         login.stdout.strip() or _last_line(login.stderr)))
@@ -45,7 +43,7 @@ def access_checks(checker, config):
         "-o", "PubkeyAuthentication=no",
         "-o", "PreferredAuthentications=password,keyboard-interactive"))
     said = _last_line(refused.stderr)
-    rows.append(CheckResult(
+    rows.append(checker.row(
         "access", "ges refuses password and keyboard-interactive login",
         refused.returncode != 0 and "Permission denied (publickey)" in said, said))
 
@@ -54,7 +52,7 @@ def access_checks(checker, config):
     hops = _ssh(config, m.ges, loop, timeout=120)
     answered = dict(line.split("=", 1) for line in hops.stdout.splitlines() if "=" in line)
     wrong = [f"{h}: {answered.get(h) or 'no answer'}" for h in m.managed if answered.get(h) != h]
-    rows.append(CheckResult(
+    rows.append(checker.row(
         "access", f"from ges, SSH by name to every host ({len(m.managed)})",
         hops.returncode == 0 and not wrong,
         "; ".join(wrong) if wrong else f"{len(m.managed)} answered with their own name"))
@@ -66,7 +64,7 @@ def access_checks(checker, config):
     from quizstack.check import parse_nmap_grepable
 
     open_ssh = sorted(a for a, h in parse_nmap_grepable(scan.stdout).items() if 22 in h["open"])
-    rows.append(CheckResult(
+    rows.append(checker.row(
         "access", f"{client} reaches no sshd but ges's ({len(targets)} addresses)",
         scan.returncode == 0 and open_ssh == [str(m.ges_address)],
         f"port 22 open on: {', '.join(open_ssh) or 'none'}"))
