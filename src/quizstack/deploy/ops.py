@@ -15,6 +15,8 @@ Three ideas recur:
 import hashlib
 import io
 import shlex
+import xmlrpc.client
+from xml.parsers.expat import ExpatError
 
 from pyinfra import host
 from pyinfra.api import FactBase, FileUploadCommand, HiddenValue, QuoteString, StringCommand, operation
@@ -63,17 +65,26 @@ class Lines(FactBase):
 
 
 class SupervisorState(FactBase):
-    """The state supervisord reports for one program (RUNNING, STOPPED, ... or None)."""
+    """The state supervisord reports for one program (RUNNING, STOPPED, ... or None).
+
+    Asked over supervisord's own socket (XML-RPC, one curl) rather than with
+    supervisorctl: a Python program's start costs ~0.15 s, and a deployment
+    asks every host about every program; 15 hosts at once on two cores made
+    that most of a no-change deployment's time.
+    """
 
     def command(self, program):
-        return f"supervisorctl status {shlex.quote(program)} 2>/dev/null || true"
+        body = xmlrpc.client.dumps((program,), "supervisor.getProcessInfo").replace("\n", "")
+        return ("curl -s --max-time 5 --unix-socket /run/supervisor.sock "
+                f"-H 'Content-Type: text/xml' --data-binary {shlex.quote(body)} "
+                "http://localhost/RPC2 2>/dev/null || true")
 
     def process(self, output):
-        for line in output:
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isupper():
-                return parts[1]
-        return None
+        try:
+            (info,), _ = xmlrpc.client.loads("\n".join(output))
+        except (xmlrpc.client.Fault, ExpatError, ValueError):
+            return None     # no such program, or no answer
+        return info.get("statename") if isinstance(info, dict) else None
 
 
 def sha1(text):
