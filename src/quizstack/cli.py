@@ -100,7 +100,8 @@ def cmd_up(args):
         topo = load_scenario(args.scenario)
         lab = Lab(_lab_name(args, topo.name), topology=topo)
     print(f"lab {lab.name}: up (scenario {topo.name})", flush=True)
-    result = stack.up(lab, port=args.port, progress=_progress, run_checks=not args.no_check)
+    result = stack.up(lab, port=args.port, progress=_progress, run_checks=not args.no_check,
+                      full=args.full)
     changed = result.deployed.changed
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(f"deploy: {len(changed)} change(s)" if changed else "deploy: no change", f"({seconds})")
@@ -445,6 +446,9 @@ def build_parser():
                          f"lab's own if it exists, else {DEFAULT_SCENARIO})")
     up.add_argument("--port", type=int, default=8080, help="loopback port of the service (8080)")
     up.add_argument("--no-check", action="store_true", help="skip the checks at the end")
+    up.add_argument("--full", action="store_true",
+                    help="deploy every role even when nothing changed since the last deployment "
+                         "(by default that is verified instead: files and programs on every host)")
     dp = sub.add_parser("deploy", help="deploy on real hosts over SSH (no lab)")
     dp.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                     help=f"bundled scenario name or .toml file (default {DEFAULT_SCENARIO})")

@@ -95,14 +95,44 @@ def is_deployed(lab):
     return (lab.state_dir / "secrets" / "secrets.json").exists()
 
 
-def deploy_lab(lab, progress=None):
-    """Configure every host of a running lab; returns what changed."""
+def deploy_lab(lab, progress=None, full=False):
+    """Configure every host of a running lab; returns what changed.
+
+    When nothing it deploys from changed since the last deployment and the
+    hosts still hold what it left, that is verified instead (deploy/verify.py);
+    `full` always deploys.
+    """
+    from quizstack.deploy import ops, verify
+
     targets, data = deploy.lab_targets(lab)
+    secrets = secrets_of(lab)
     keys = keys_of(lab.topology, lab.state_dir / "secrets")
     if keys:
         write_lab_ssh_config(lab, keys)
-    return deploy.deploy(lab.topology, targets, secrets_of(lab), sys.prefix, progress,
-                         target_data=data, keys=keys)
+    print_ = verify.fingerprint(lab.topology, secrets, keys, sys.prefix)
+    record = None if full else verify.load(lab.state_dir)
+    if record:
+        started = time.monotonic()
+        now = verify.boots(lab)
+        problems = verify.differences(record, print_, None, now, files=False)
+        if not problems and not lab.faults():
+            found = verify.inspect(lab, record["files"])
+            problems = verify.differences(record, print_, found, now)
+            if not problems:
+                result = deploy.DeployResult(verified=verify.summary(record, time.monotonic() - started))
+                if progress:
+                    progress(f"deploy: {result.verified}")
+                return result
+        if progress and problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            progress(f"deploy: {problems[0]}{more}: deploying")
+    verify.forget(lab.state_dir)
+    result = deploy.deploy(lab.topology, targets, secrets, sys.prefix, progress,
+                           target_data=data, keys=keys)
+    files = {h: dict(f) for h, f in ops.MANAGED.items()}
+    programs = {h: found[1] for h, found in verify.inspect(lab, {h: [] for h in files}).items()}
+    verify.save(lab.state_dir, print_, verify.boots(lab), files, programs)
+    return result
 
 
 def lab_ssh_config(lab):
@@ -134,7 +164,7 @@ def check_lab(lab, ports="1-65535"):
     return check.run_checks(lab, build_plan(lab.topology), venv=sys.prefix, ports=ports)
 
 
-def up(lab, port=8080, progress=None, run_checks=True, ports=None):
+def up(lab, port=8080, progress=None, run_checks=True, ports=None, full=False):
     """Create or finish the lab, deploy the service, open the forward, check it.
 
     The checks scan a sample of common and service ports (`ports=None`);
@@ -148,7 +178,7 @@ def up(lab, port=8080, progress=None, run_checks=True, ports=None):
     result.seconds["lab"] = time.monotonic() - started
 
     started = time.monotonic()
-    result.deployed = deploy_lab(lab, progress)
+    result.deployed = deploy_lab(lab, progress, full=full)
     result.seconds["deploy"] = time.monotonic() - started
 
     result.url = lab.open_forward(port=port)

@@ -428,12 +428,17 @@ class Checker:
         write in flight."""
         rows = self.balancing()
         jobs = [lambda: self.storage_and_database() + self.database_cluster(),
-                self.database_placement, self.pairs, self.access]
+                self.database_placement, self.pairs, self.access, self.monitoring]
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             futures = [pool.submit(self._timed, job) for job in jobs]
             for future in futures:
                 rows += future.result()
         return rows
+
+    def monitoring(self):
+        from quizstack.check.monitoring import monitoring_checks
+
+        return monitoring_checks(self)
 
     def access(self):
         from quizstack.check.access import access_checks

@@ -35,6 +35,7 @@ class PhaseResult:
 @dataclass
 class DeployResult:
     phases: list = field(default_factory=list)
+    verified: str = ""      # set when a lab's deployment was verified instead of run (verify.py)
 
     @property
     def changed(self):
@@ -65,6 +66,7 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
     if plan.management and plan.management.ges and keys is None:
         raise DeployError("the scenario has a management host: its SSH keys are needed")
     context = Context(secrets=secrets, venv=venv, keys=keys)
+    ops.MANAGED.clear()
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
     needed = {h for phase in phases for h in phase.hosts}
     missing = [h for h in topology.hosts if h in needed and h not in targets]

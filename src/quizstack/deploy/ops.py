@@ -91,6 +91,17 @@ def sha1(text):
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+# Every file this deployment put in place or found right: scenario host ->
+# {path: sha1 of the wanted content}. A later `up` verifies them instead of
+# deploying again when nothing it would deploy has changed (deploy/verify.py).
+MANAGED = {}
+
+
+def _managed(path, content_sha1):
+    name = host.data.get("scenario_host") or host.name
+    MANAGED.setdefault(name, {})[path] = content_sha1
+
+
 def _mode_of(fact):
     """The permission bits, as pyinfra's octal-looking int (755); special bits ignored."""
     return None if not fact else str(fact.get("mode"))[-3:]
@@ -102,6 +113,7 @@ def config_file(path, content, mode="644", user="root", group="root", check=None
 
     Nothing is written when the file already has that content, mode and owner.
     """
+    _managed(path, sha1(content))
     current = host.get_fact(File, path=path)
     same_content = current and host.get_fact(Sha1File, path=path) == sha1(content)
     same_meta = current and _mode_of(current) == str(int(mode)) and \
@@ -180,6 +192,7 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
         conf = render.supervisor_program(name, command, user=user, oneshot=oneshot,
                                          priority=priority, stopsignal=stopsignal)
         path = f"/etc/supervisor/conf.d/{name}.conf"
+        _managed(path, sha1(conf))
         fresh = host.get_fact(Sha1File, path=path) != sha1(conf)
         if fresh:
             yield FileUploadCommand(io.BytesIO(conf.encode()), path)
