@@ -13,7 +13,7 @@ fi
 packages=(
     python3-venv iproute2 iputils-ping procps util-linux kmod
     postgresql haproxy nftables supervisor glusterfs-server glusterfs-client
-    nmap wrk chromium graphviz openssh-server netcat-openbsd curl keepalived conntrackd
+    nmap wrk chromium graphviz openssh-server netcat-openbsd curl sudo keepalived conntrackd
     patroni etcd-server etcd-client
     nagios4 nagios-nrpe-server nagios-nrpe-plugin monitoring-plugins apache2 apache2-utils
 )
