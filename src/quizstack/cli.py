@@ -109,6 +109,12 @@ def cmd_up(args):
         _print_checks(result.checks)
         print("  (the scans covered common and service ports; `quizstack check` scans all 65,535)")
     print(f"QUIZ is served at {result.url} (through the firewall, as a client on LAN1)")
+    if result.nagios_url:
+        secrets = lab.state_dir / "secrets" / "secrets.json"
+        from quizstack.deploy.render_monitoring import NAGIOS_USER
+
+        print(f"Nagios is at {result.nagios_url} (user {NAGIOS_USER}; the password is "
+              f"nagios_password in {secrets}); operators: quizstack ssh [HOST]")
     return 0 if all(r.ok for r in result.checks) else 1
 
 
@@ -210,9 +216,26 @@ def cmd_status(args):
     if fwd:
         state = "running" if fwd["running"] else "stopped"
         print(f"forward: {fwd['url']} -> {fwd['target']} as {fwd['client']} ({state})")
+        for more in fwd.get("also") or []:
+            print(f"forward: {more['url']} -> {more['target']} as {fwd['client']} ({state})")
+    _print_management(lab)
     if any(h["running"] for h in status["hosts"]):
         _print_services(stack_status(lab))
     return 0
+
+
+def _print_management(lab):
+    from quizstack.deploy.plan import build_plan
+
+    m = build_plan(lab.topology).management
+    if not m:
+        return
+    if m.ges:
+        print(f"management: ges at {m.ges_address}:22 from the clients (`quizstack ssh [HOST]`), "
+              f"every other host on {m.network} {m.subnet}")
+    if m.nagios:
+        print(f"monitoring: Nagios at http://{m.nagios_address}:{m.nagios_port}/nagios4/ "
+              "from the clients (through the forward above)")
 
 
 def stack_status(lab):

@@ -19,6 +19,7 @@ from quizstack.deploy.secrets import load_or_create
 @dataclass
 class UpResult:
     url: str = ""
+    nagios_url: str = ""         # Nagios's web interface, where the scenario has it
     deployed: deploy.DeployResult = None
     checks: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
@@ -181,7 +182,13 @@ def up(lab, port=8080, progress=None, run_checks=True, ports=None, full=False):
     result.deployed = deploy_lab(lab, progress, full=full)
     result.seconds["deploy"] = time.monotonic() - started
 
-    result.url = lab.open_forward(port=port)
+    management = build_plan(lab.topology).management
+    also = []
+    if management and management.nagios:
+        # Nagios's web interface on the next loopback port, through the firewall too.
+        also.append((int(port) + 1, f"{management.nagios_address}:{management.nagios_port}"))
+        result.nagios_url = f"http://127.0.0.1:{int(port) + 1}/nagios4/"
+    result.url = lab.open_forward(port=port, also=also)
     if run_checks:
         started = time.monotonic()
         if progress:

@@ -1,6 +1,7 @@
 """The loopback forward: 127.0.0.1:PORT on the machine into the lab, as a client.
 
-Run as `python -m quizstack.lab.forward --port P --netns PATH --target ADDR:PORT`.
+Run as `python -m quizstack.lab.forward --port P --netns PATH --target ADDR:PORT`
+(and `--also P2=ADDR2:PORT2` for more ports, Nagios's web interface say).
 It binds the listening socket in the machine's network namespace first, then
 moves itself into a client host's network namespace (setns), so every
 connection it opens to the target starts from that client and crosses the
@@ -51,7 +52,15 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
             pass
 
 
-async def serve(listener: socket.socket, host: str, port: int, timeout: float):
+async def serve_all(listeners, timeout: float):
+    servers = [await start(listener, host, port, timeout) for listener, host, port in listeners]
+    os.write(1, b"ready\n")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    await asyncio.gather(*(server.serve_forever() for server in servers))
+
+
+async def start(listener: socket.socket, host: str, port: int, timeout: float):
     async def handle(client_r, client_w):
         try:
             up_r, up_w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -63,12 +72,7 @@ async def serve(listener: socket.socket, host: str, port: int, timeout: float):
         for w in (up_w, client_w):
             w.close()
 
-    server = await asyncio.start_server(handle, sock=listener)
-    os.write(1, b"ready\n")
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    async with server:
-        await server.serve_forever()
+    return await asyncio.start_server(handle, sock=listener)
 
 
 def main(argv=None):
@@ -77,23 +81,34 @@ def main(argv=None):
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--netns", required=True)
     parser.add_argument("--target", required=True, help="ADDRESS:PORT inside the lab")
+    parser.add_argument("--also", action="append", default=[], metavar="PORT=ADDRESS:PORT",
+                        help="another loopback port and its target (Nagios's web interface)")
     parser.add_argument("--connect-timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
-    host, _, port = args.target.rpartition(":")
+    maps = [(args.port, args.target)]
+    for item in args.also:
+        port, sep, target = item.partition("=")
+        if not sep or not port.isdigit() or ":" not in target:
+            parser.error(f"--also wants PORT=ADDRESS:PORT, not {item!r}")
+        maps.append((int(port), target))
 
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((args.bind, args.port))
-    except OSError as exc:
-        print(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}", file=sys.stderr, flush=True)
-        return 2
-    listener.listen(128)
-    listener.setblocking(False)
+    listeners = []
+    for port, target in maps:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((args.bind, port))
+        except OSError as exc:
+            print(f"cannot listen on {args.bind}:{port}: {exc.strerror}", file=sys.stderr, flush=True)
+            return 2
+        listener.listen(128)
+        listener.setblocking(False)
+        host, _, target_port = target.rpartition(":")
+        listeners.append((listener, host, int(target_port)))
     # Single-threaded until here: setns applies to this (only) thread.
     setns_net(args.netns)
     try:
-        asyncio.run(serve(listener, host, int(port), args.connect_timeout))
+        asyncio.run(serve_all(listeners, args.connect_timeout))
     except KeyboardInterrupt:
         pass
     return 0

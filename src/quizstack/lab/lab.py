@@ -558,7 +558,9 @@ class Lab:
         forward = None
         if fwd:
             forward = {"url": f"http://127.0.0.1:{fwd['port']}/", "client": fwd["client"],
-                       "target": fwd["target"], "running": procs.alive(fwd.get("process"))}
+                       "target": fwd["target"], "running": procs.alive(fwd.get("process")),
+                       "also": [{"url": f"http://127.0.0.1:{p}/", "target": t}
+                                for p, t in fwd.get("also") or []]}
         return {"lab": self.name, "scenario": topo.name, "source": topo.source,
                 "state_dir": str(self.state_dir), "network": st.get("network") == "done",
                 "hosts": hosts, "forward": forward}
@@ -633,8 +635,12 @@ class Lab:
 
     # -- the loopback forward ---------------------------------------------------------
 
-    def open_forward(self, port: int = 8080, client: str | None = None) -> str:
-        """127.0.0.1:port on the machine -> the load balancer, entering as a client."""
+    def open_forward(self, port: int = 8080, client: str | None = None, also=()) -> str:
+        """127.0.0.1:port on the machine -> the load balancer, entering as a client.
+
+        `also`: more (loopback port, "address:port") pairs carried by the same
+        forward (Nagios's web interface).
+        """
         self._require_root()
         with self._locked():
             st = self._require_state()
@@ -643,7 +649,8 @@ class Lab:
             client = client or default_client
             topo.host(client)
             service_port = int(topo.settings.get("service", {}).get("port", 80))
-            want = {"port": int(port), "client": client, "target": f"{target_addr}:{service_port}"}
+            want = {"port": int(port), "client": client, "target": f"{target_addr}:{service_port}",
+                    "also": [[int(p), str(t)] for p, t in also]}
             return self._open_forward(st, want)
 
     def _open_forward(self, st: dict, want: dict) -> str:
@@ -661,6 +668,8 @@ class Lab:
         log = open(self.state_dir / "forward.log", "ab")
         argv = [sys.executable, "-m", "quizstack.lab.forward", "--port", str(want["port"]),
                 "--netns", netns, "--target", want["target"]]
+        for port, target in want.get("also") or []:
+            argv += ["--also", f"{port}={target}"]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=log, start_new_session=True, close_fds=True)
@@ -706,6 +715,7 @@ class Lab:
         fwd = st.get("forward")
         if fwd and not procs.alive(fwd.get("process")):
             want = {k: fwd[k] for k in ("port", "client", "target")}
+            want["also"] = fwd.get("also") or []
             url = self._open_forward(st, want)
             progress(f"forward: {url} (as {want['client']})")
 
