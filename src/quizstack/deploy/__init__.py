@@ -20,7 +20,9 @@ from quizstack.deploy.plan import build_plan
 from quizstack.deploy.roles import Context
 from quizstack.errors import DeployError
 
-ROLES = (access, db, storage, web, lb, fw, monitoring)
+# access last: a first deployment reaches real hosts directly over SSH, and this
+# role ends that (from then on only ges's key opens them).
+ROLES = (db, storage, web, lb, fw, monitoring, access)
 
 
 @dataclass

@@ -39,7 +39,8 @@ def phases(plan, context):
     m = plan.management
     if not m or not m.ges:
         return []
-    # First: every later run over SSH (through ges) needs it.
+    # Last of all: a first deployment of real hosts (`deploy --direct`) reaches
+    # them over SSH as they are, and this phase ends that way in.
     return [Phase("access", "sshd", tuple(m.addresses), add_ops)]
 
 
