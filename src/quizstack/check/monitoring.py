@@ -91,10 +91,11 @@ def force_checks(checker, hosts):
 def wait_all_ok(checker, wait=WAIT):
     """Fetch until every host is UP and every service OK, forcing checks of the others.
 
-    Returns the last fetch and the seconds waited.
+    Returns the last fetch and the seconds waited after the first one (0 when
+    everything was OK at once).
     """
-    started = time.monotonic()
     seen = fetch(checker, front=True)
+    started = time.monotonic()
     forced = 0.0
     while True:
         hosts, services = states(seen)
@@ -144,7 +145,7 @@ def monitoring_checks(checker):
         f"{len(services)} services on {len(watched)} hosts"
         + (f"; {'; '.join(failing)}" if failing else ", all OK")
         + (f"; no service on {', '.join(without)}" if without else "")
-        + (f" (after {waited:.0f} s)" if waited >= 1 else "")
+        + (f" (after waiting {waited:.0f} s for checks forced now)" if waited >= 1 else "")
         + (f"; {seen.get('servicelist_error')}" if seen.get("servicelist_error") else "")))
     return rows
 
