@@ -97,7 +97,8 @@ def forward(complete):
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Chromium is not installed")
 def test_the_services_page_in_a_browser_lists_every_service_ok(checker, forward, tmp_path):
-    from playwright.sync_api import sync_playwright
+    sync_playwright = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright python package is not installed").sync_playwright
 
     seen, _ = monitoring.wait_all_ok(checker)
     _, services = monitoring.states(seen)
