@@ -36,9 +36,12 @@ def add_ops(plan, context):
     cfg = ops.config_file(CONFIG, render.haproxy_cfg(plan),
                           check=["haproxy", "-c", "-q", "-f", "{}"], name="haproxy.cfg")
     # /run starts empty at boot: the stats socket's directory is made at each start.
+    # A new configuration (a server added or removed) is a seamless reload:
+    # HAProxy's master (-W) starts new workers on SIGUSR2 and the old ones
+    # finish the requests they hold; no connection is dropped.
     ops.service("haproxy", "/bin/sh -c 'mkdir -p /run/haproxy && "
                 f"exec /usr/sbin/haproxy -W -db -f {CONFIG}'", unit="haproxy",
-                restart=(cfg, page), priority=300, name="haproxy service")
+                reload=(cfg, page), reload_signal="USR2", priority=300, name="haproxy service")
     ops.wait_until(f"{up} /run/haproxy/admin.sock quiz_servers {len(plan.backends)}",
                    f"all {len(plan.backends)} servers UP in HAProxy", name="wait: backends up")
 

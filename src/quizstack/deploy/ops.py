@@ -174,7 +174,7 @@ def wait_until(command, what, timeout=60, interval=0.2):
 
 @operation()
 def service(service_name, command, user=None, oneshot=False, unit=None, restart=(), priority=500,
-            stopsignal="TERM", reload=()):
+            stopsignal="TERM", reload=(), reload_signal="HUP"):
     """A program kept running by the host's init, restarted when `restart` ops changed.
 
     On lab hosts the init is supervisord: the program goes to
@@ -185,8 +185,9 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
     name = service_name
     init = host.get_fact(InitSystem)
     changed = any(op.did_change() for op in restart)
-    # `reload` ops changed: the program rereads its files on SIGHUP (no restart,
-    # which for Patroni on the primary would be a failover).
+    # `reload` ops changed: the program rereads its files on `reload_signal`
+    # (no restart, which for Patroni on the primary would be a failover, and
+    # for HAProxy would drop every connection).
     reloaded = not changed and any(op.did_change() for op in reload)
     if init == "supervisord":
         conf = render.supervisor_program(name, command, user=user, oneshot=oneshot,
@@ -208,7 +209,7 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
         elif not fresh and state != "RUNNING":
             yield StringCommand("supervisorctl", "start", name)
         elif reloaded and not fresh:
-            yield StringCommand("supervisorctl", "signal", "HUP", name)
+            yield StringCommand("supervisorctl", "signal", reload_signal, name)
     elif init == "systemd":
         if not unit:
             raise ValueError(f"service {name}: no systemd unit given")
