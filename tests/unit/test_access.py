@@ -105,3 +105,14 @@ def test_the_firewall_opens_ssh_to_ges_and_nagios_web_and_nothing_else(plan):
     assert "ip saddr 10.2.9.2 ip daddr 10.2.9.0/24 tcp dport 22" in inbound
     assert "ip saddr 10.2.9.3 ip daddr 10.2.9.0/24 tcp dport 5666" in inbound
     assert "tcp dport 22" not in inbound.replace("ip saddr 10.2.9.2 ip daddr 10.2.9.0/24 tcp dport 22", "")
+
+
+def test_nagios_probes_never_shift_the_users_round_robin(plan):
+    from quizstack.deploy import render
+
+    cfg = render.haproxy_cfg(plan)
+    assert "    use_backend quiz_watch if { src 10.2.2.41 }\n" in cfg
+    watch = cfg.split("backend quiz_watch\n", 1)[1]
+    assert "server s2 10.2.3.12:8000 track quiz_servers/s2" in watch
+    pfinal = render.haproxy_cfg(build_plan(load_scenario("pfinal")))
+    assert "quiz_watch" not in pfinal

@@ -93,6 +93,7 @@ def haproxy_cfg(plan):
         f"    bind {plan.lb_address}:{plan.port}\n"
         "    option forwardfor\n"
         "    http-request set-header X-Forwarded-Proto http\n"
+        f"{_watch_rule(plan)}"
         "    default_backend quiz_servers\n"
         "\n"
         "backend quiz_servers\n"
@@ -109,7 +110,31 @@ def haproxy_cfg(plan):
         "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2\n"
         "    http-response set-header X-Server %s\n"
         f"{servers}"
+        f"{_watch_backend(plan)}"
     )
+
+
+def _watch_rule(plan):
+    m = plan.management
+    if not m or not m.nagios:
+        return ""
+    return f"    use_backend quiz_watch if {{ src {m.nagios_address} }}\n"
+
+
+def _watch_backend(plan):
+    """Nagios's requests to the service get their own round-robin over the same
+    servers (tracking the main backend's health checks), so a probe every 10 s
+    never shifts the users' round-robin: 30 requests stay 10/10/10."""
+    m = plan.management
+    if not m or not m.nagios:
+        return ""
+    servers = "".join(f"    server {b.name} {b.address}:{plan.app_port} track quiz_servers/{b.name}\n"
+                      for b in plan.backends)
+    return ("\n"
+            "backend quiz_watch\n"
+            "    balance roundrobin\n"
+            "    http-response set-header X-Server %s\n"
+            f"{servers}")
 
 
 def nftables_conf(plan):
