@@ -99,6 +99,20 @@ def cmd_up(args):
     else:
         topo = load_scenario(args.scenario)
         lab = Lab(_lab_name(args, topo.name), topology=topo)
+        if lab.exists:
+            # A running lab takes a new version of its scenario that only adds
+            # or removes app servers (the seed's s4), scaled while serving.
+            own = Lab(lab.name)
+            text = Path(topo.source).read_text()
+            if text != own.scenario_text:
+                from quizstack import scale
+
+                if not scale.converge(own, text, _progress):
+                    raise QuizstackError(
+                        f"lab {lab.name} runs another version of scenario {topo.name}: on a "
+                        "running lab only app servers can be added or removed; run `quizstack "
+                        "destroy` first for anything else")
+            lab = own
     print(f"lab {lab.name}: up (scenario {topo.name})", flush=True)
     result = stack.up(lab, port=args.port, progress=_progress, run_checks=not args.no_check,
                       full=args.full)
@@ -280,6 +294,23 @@ def cmd_exec(args):
     argv = lab.enter_argv(args.host) + command
     env = lab.host_env({"TERM": os.environ.get("TERM", "dumb")})
     return subprocess.run(argv, env=env).returncode
+
+
+def cmd_scale(args):
+    """quizstack scale web=N: more or fewer app servers, while serving."""
+    from quizstack import scale
+
+    role, sep, count = args.spec.partition("=")
+    if not sep or not count.strip().lstrip("-").isdigit():
+        raise QuizstackError(f"scale wants ROLE=COUNT (web=4), not {args.spec!r}")
+    lab = _lab(args)
+    print(f"lab {lab.name}: scale {role}={int(count)}", flush=True)
+    added, removed, seconds = scale.scale(lab, role.strip(), int(count), progress=_progress)
+    if added or removed:
+        what = "; ".join(x for x in (f"added {', '.join(added)}" if added else "",
+                                     f"removed {', '.join(removed)}" if removed else "") if x)
+        print(f"scale: {what} in {seconds:.1f} s; the scenario the lab runs is updated")
+    return 0
 
 
 def cmd_ssh(args):
@@ -501,6 +532,8 @@ def build_parser():
     ex = lab_command("exec", cmd_exec, "run a command on a host: exec HOST -- CMD...")
     ex.add_argument("host")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+    sc = lab_command("scale", cmd_scale, "more or fewer app servers while serving: scale web=N")
+    sc.add_argument("spec", metavar="web=N")
     ss = lab_command("ssh", cmd_ssh, "log in as an operator: from c1 through the firewall to "
                                      "ges, by key (and on to HOST through ges)")
     ss.add_argument("host", nargs="?", help="a host to reach through ges (default: ges itself)")

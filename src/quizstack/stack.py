@@ -96,21 +96,28 @@ def is_deployed(lab):
     return (lab.state_dir / "secrets" / "secrets.json").exists()
 
 
-def deploy_lab(lab, progress=None, full=False):
+def deploy_lab(lab, progress=None, full=False, only=None, topology=None):
     """Configure every host of a running lab; returns what changed.
 
     When nothing it deploys from changed since the last deployment and the
     hosts still hold what it left, that is verified instead (deploy/verify.py);
-    `full` always deploys.
+    `full` always deploys. `only` limits the deployment to some hosts (a
+    scale: the new servers and those that must know of them), `topology`
+    deploys another version of the lab's scenario (servers about to leave).
     """
     from quizstack.deploy import ops, verify
 
+    topology = topology or lab.topology
     targets, data = deploy.lab_targets(lab)
     secrets = secrets_of(lab)
-    keys = keys_of(lab.topology, lab.state_dir / "secrets")
+    keys = keys_of(topology, lab.state_dir / "secrets")
     if keys:
-        write_lab_ssh_config(lab, keys)
-    print_ = verify.fingerprint(lab.topology, secrets, keys, sys.prefix)
+        write_lab_ssh_config(lab, keys, topology)
+    if only is not None:
+        verify.forget(lab.state_dir)
+        return deploy.deploy(topology, targets, secrets, sys.prefix, progress,
+                             target_data=data, keys=keys, only=only)
+    print_ = verify.fingerprint(topology, secrets, keys, sys.prefix)
     record = None if full else verify.load(lab.state_dir)
     if record:
         started = time.monotonic()
@@ -141,7 +148,7 @@ def lab_ssh_config(lab):
     return sshkeys.ssh_config_path(lab.state_dir / "secrets")
 
 
-def write_lab_ssh_config(lab, keys):
+def write_lab_ssh_config(lab, keys, topology=None):
     """Write the lab's ssh_config and known_hosts: `ssh -F <it> s1` works from the machine.
 
     The first hop starts in the first client's network namespace, so every
@@ -150,7 +157,7 @@ def write_lab_ssh_config(lab, keys):
     from quizstack.deploy import access
     from quizstack.lab import plan as lab_plan
 
-    plan = build_plan(lab.topology)
+    plan = build_plan(topology or lab.topology)
     client = plan.clients[0]
     netns = lab_plan.netns_path(lab_plan.host_netns(lab.name, client))
     config = access.controller_ssh_config(plan, keys, ges_proxy=f"nsenter --net={netns} nc %h %p")

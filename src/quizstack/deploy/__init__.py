@@ -13,7 +13,7 @@ say "no change".
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from quizstack.deploy import access, db, fw, lb, monitoring, ops, storage, web
 from quizstack.deploy.plan import build_plan
@@ -55,7 +55,8 @@ def lab_targets(lab):
     return targets, data
 
 
-def deploy(topology, targets, secrets, venv, progress=None, target_data=None, keys=None):
+def deploy(topology, targets, secrets, venv, progress=None, target_data=None, keys=None,
+           only=None):
     """Bring every role to the wanted state; return what changed.
 
     `targets` maps each scenario host to a pyinfra inventory name: `@lab/...`
@@ -70,6 +71,8 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
     context = Context(secrets=secrets, venv=venv, keys=keys)
     ops.MANAGED.clear()
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
+    if only is not None:
+        phases = restrict(phases, set(only))
     needed = {h for phase in phases for h in phase.hosts}
     missing = [h for h in topology.hosts if h in needed and h not in targets]
     if missing:
@@ -86,6 +89,15 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
                 what = f"{len(phase.changed)} change(s)" if phase.changed else "no change"
                 progress(f"{phase.role}: {phase.name}: {what} ({phase.seconds:.1f} s)")
     return result
+
+
+def restrict(phases, hosts):
+    """The phases on some hosts only (a scale): each phase keeps its hosts among
+    them, and a phase left with none is dropped, with the needs on it."""
+    kept = [replace(p, hosts=tuple(h for h in p.hosts if h in hosts)) for p in phases]
+    kept = [p for p in kept if p.hosts]
+    keys = {p.key for p in kept}
+    return [replace(p, needs=tuple(n for n in p.needs if n in keys)) for p in kept]
 
 
 def schedule(phases):

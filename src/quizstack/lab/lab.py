@@ -122,6 +122,8 @@ class Lab:
         self.state_root = Path(root).absolute()
         self.state_dir = self.state_root / self.name
         self._topology = topology
+        # Whether the topology came from the lab's own copy of its scenario.
+        self._own_topology = topology is None
         self._lock_fd = None
         self._forward_proc = None
 
@@ -159,6 +161,12 @@ class Lab:
             raise LabError(f"no lab {self.name!r} (in {self.state_dir}); create it with "
                            f"`quizstack up`{hint}")
         return st
+
+    @property
+    def scenario_text(self) -> str:
+        """The text of the scenario the lab runs (its own copy)."""
+        self._require_state()
+        return self._scenario_copy.read_text()
 
     @property
     def topology(self) -> Topology:
@@ -271,7 +279,9 @@ class Lab:
             self._topology = load_scenario(self.name)
         topo = self.topology
         try:
-            text = Path(topo.source).read_text()
+            # The lab's own scenario is its copy (scaled, it differs from the file).
+            text = (self._scenario_copy if self._own_topology and self.exists
+                    else Path(topo.source)).read_text()
         except OSError as exc:
             raise LabError(f"{topo.source}: cannot read the scenario: {exc.strerror}") from None
         with self._locked(create=True):
@@ -296,10 +306,15 @@ class Lab:
     def _ensure_network(self, topo: Topology, st: dict, progress):
         names = plan.all_netns(self.name, topo)
         if st.get("network") == "done":
-            missing = [n for n in names if not os.path.exists(plan.netns_path(n))]
-            if missing:
-                raise LabError(f"lab {self.name}: namespace {missing[0]} has disappeared; "
-                               "run `quizstack destroy`, then `quizstack up`")
+            if not os.path.exists(plan.netns_path(plan.lab_netns(self.name))):
+                raise LabError(f"lab {self.name}: namespace {plan.lab_netns(self.name)} has "
+                               "disappeared; run `quizstack destroy`, then `quizstack up`")
+            # Hosts the scenario gained (`quizstack scale`, or an interrupted one).
+            new = [h for h in topo.hosts.values()
+                   if not os.path.exists(plan.netns_path(plan.host_netns(self.name, h.name)))]
+            if new:
+                self._add_host_network(st, new)
+                progress(f"network: {len(new)} host(s) added: {', '.join(h.name for h in new)}")
             return
         recorded = {e["name"] for e in statefile.created(st, "netns")}
         strangers = [n for n in names if n not in recorded and os.path.exists(plan.netns_path(n))]
@@ -323,6 +338,52 @@ class Lab:
         self._save(st)
         links = sum(len(h.interfaces) for h in topo.hosts.values())
         progress(f"network: {len(topo.networks)} bridges, {links} links, {len(topo.hosts)} hosts")
+
+    def _add_host_network(self, st: dict, hosts):
+        """Namespaces, links (on the running bridges), addresses and routes of new hosts."""
+        for host in hosts:
+            statefile.add_created(st, {"kind": "netns", "name": plan.host_netns(self.name, host.name)})
+        self._save(st)
+        self._run(["ip", "-batch", "-"], input="".join(
+            f"netns add {plan.host_netns(self.name, h.name)}\n" for h in hosts))
+        self._ip_batches([(plan.lab_netns(self.name), plan.links_batch(self.name, hosts))])
+        self._ip_batches([(plan.host_netns(self.name, h.name), plan.host_batch(h)) for h in hosts])
+
+    def rescale(self, text: str, progress=None):
+        """Give a running lab a new version of its scenario that only adds or
+        removes hosts: the removed hosts are powered off and every trace of
+        them removed; the added ones are created and booted (by `up`)."""
+        progress = progress or _nothing
+        self._require_root()
+        from quizstack.topology import parse_scenario
+
+        with self._locked():
+            st = self._require_state()
+            old = self.topology
+            new = parse_scenario(text, source=st.get("source", str(self._scenario_copy)),
+                                 default_name=st.get("scenario", self.name))
+            gone = [h for h in old.hosts if h not in new.hosts]
+            for name in gone:
+                self._remove_host(st, name, progress)
+            self._scenario_copy.write_text(text)
+            self._topology = new
+            self._own_topology = True
+        self.up(progress=progress)
+
+    def _remove_host(self, st: dict, name: str, progress):
+        netns = plan.host_netns(self.name, name)
+        faultlib.heal(self, st, name, boot=False, progress=progress)
+        rec = self._init_record(name)
+        if rec and procs.kill_all([rec], KILL_TIMEOUT):
+            raise LabError(f"lab {self.name}: host {name}'s init will not die")
+        if os.path.exists(plan.netns_path(netns)):
+            self._kill_in_netns([netns])
+            self._run(["ip", "netns", "delete", netns])
+        statefile.remove_created(st, {"kind": "netns", "name": netns})
+        statefile.remove_created(st, {"kind": "init", "host": name})
+        self._save(st)
+        shutil.rmtree(self._host_dir(name), ignore_errors=True)
+        progress(f"host {name}: removed")
 
     def _init_record(self, host: str) -> dict | None:
         try:

@@ -70,7 +70,14 @@ def bridge_batch(lab: str, topo: Topology) -> str:
         lines.append(f"link add {br} type bridge forward_delay 0 stp_state 0")
         lines.append(f"link set {br} addrgenmode none")
         lines.append(f"link set {br} up")
-    for host in topo.hosts.values():
+    return "\n".join(lines) + "\n" + links_batch(lab, topo.hosts.values())
+
+
+def links_batch(lab: str, hosts) -> str:
+    """Commands for `ip -n qs-<lab> -batch -`: the veth pairs of some hosts,
+    their bridge ends on their networks' bridges (a host added to a running lab)."""
+    lines = []
+    for host in hosts:
         for index, iface in enumerate(host.interfaces):
             veth = veth_name(host.name, index)
             lines.append(
@@ -79,7 +86,7 @@ def bridge_batch(lab: str, topo: Topology) -> str:
             )
             lines.append(f"link set {veth} addrgenmode none")
             lines.append(f"link set {veth} master {bridge_name(iface.network)} up")
-    return "\n".join(lines) + "\n"
+    return "".join(line + "\n" for line in lines)
 
 
 def host_batch(host: Host) -> str:
