@@ -93,11 +93,22 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
 
 def restrict(phases, hosts):
     """The phases on some hosts only (a scale): each phase keeps its hosts among
-    them, and a phase left with none is dropped, with the needs on it."""
+    them; a phase left with none is dropped, and what needed it needs what it
+    needed instead (the order stays as it was)."""
+    needs = {p.key: p.needs for p in phases}
     kept = [replace(p, hosts=tuple(h for h in p.hosts if h in hosts)) for p in phases]
     kept = [p for p in kept if p.hosts]
     keys = {p.key for p in kept}
-    return [replace(p, needs=tuple(n for n in p.needs if n in keys)) for p in kept]
+
+    def resolved(names):
+        found = []
+        for name in names:
+            for key in ([name] if name in keys else resolved(needs.get(name, ()))):
+                if key not in found:
+                    found.append(key)
+        return found
+
+    return [replace(p, needs=tuple(resolved(p.needs))) for p in kept]
 
 
 def schedule(phases):
