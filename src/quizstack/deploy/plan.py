@@ -13,11 +13,17 @@ from ipaddress import IPv4Address, IPv4Network
 
 from quizstack.errors import ScenarioError
 
+# The balancing policies a scenario may choose: round-robin (the seed's
+# requirement), least connections, and least connections weighted by an agent
+# on every server that reports its measured load (probes/agent.py).
+BALANCES = ("roundrobin", "leastconn", "load")
+
 DEFAULTS = {
     # Threads: a request waiting on the shared volume (an upload while a
     # storage node is lost) must not leave a server without a free worker for
     # reads and health checks (docs/reliability.md).
-    "service": {"port": 80, "app_port": 8000, "workers": 2, "threads": 4},
+    # balance: how HAProxy picks a server (BALANCES; render.haproxy_cfg says how each works).
+    "service": {"port": 80, "app_port": 8000, "workers": 2, "threads": 4, "balance": "roundrobin"},
     "storage": {"volume": "nas", "replica": 3, "ping_timeout": 3,
                 "brick": "/var/lib/quizstack/bricks/nas", "mount": "/var/lib/quiz/nas"},
     # A replicated database: Patroni's timings (docs/reliability.md says why
@@ -113,6 +119,7 @@ class Plan:
     consensus_hosts: tuple = ()          # (name, address) of the consensus (etcd) members
     failover: tuple = (6, 1, 2)          # Patroni's ttl, loop_wait, retry_timeout (seconds)
     management: Management = None        # the management network, ges and nagios, if any
+    balance: str = "roundrobin"          # one of BALANCES
 
     @property
     def media_root(self):
@@ -257,6 +264,10 @@ def build_plan(topology):
     storage = _settings(topology, "storage")
     database = _settings(topology, "database")
 
+    balance = str(service["balance"])
+    if balance not in BALANCES:
+        raise ScenarioError(f"{_where(topology)}: [service] balance {balance!r} is not one of "
+                            f"{', '.join(BALANCES)}")
     dbs = topology.with_role("database")
     if not dbs:
         raise ScenarioError(f"{_where(topology)}: the service needs a database host, found none")
@@ -351,4 +362,5 @@ def build_plan(topology):
         lab_addresses=lab_addresses,
         pairs=pairs,
         management=_management(topology, fw, clients),
+        balance=balance,
     )

@@ -12,6 +12,8 @@ NRPE_PORT = 5666
 HAPROXY_503 = "/etc/haproxy/errors/quiz-503.http"
 HAPROXY_BUFFER = 131072
 REPLAYABLE_BODY = 120000      # bytes of a request body HAProxy can keep whole to replay it
+AGENT_PORT = 8009             # the load agent on every app server (balance = "load")
+SLOWSTART = "10s"             # a server back or new ramps up to its full weight in this time
 
 
 def postgresql_conf(plan):
@@ -38,7 +40,7 @@ def pg_hba_conf(plan):
 
 
 def haproxy_cfg(plan):
-    """Round-robin over every app server, health-checked on /healthz.
+    """The scenario's balancing policy over every app server, health-checked on /healthz.
 
     The timings are what the fault drills measured (docs/reliability.md):
     - a dead server (no answer at all) costs a connect timeout of 500 ms and
@@ -57,6 +59,7 @@ def haproxy_cfg(plan):
     In a pair of balancers the backup binds the floating service address
     before it arrives (the role allows non-local binds). The response header
     X-Server names the server that answered, which the round-robin check counts.
+    The policy (`[service] balance`): _algorithm and _server_options.
     """
     servers = "".join(
         f"    server {b.name} {b.address}:{plan.app_port} check\n" for b in plan.backends
@@ -97,7 +100,7 @@ def haproxy_cfg(plan):
         "    default_backend quiz_servers\n"
         "\n"
         "backend quiz_servers\n"
-        "    balance roundrobin\n"
+        f"    balance {_algorithm(plan)}\n"
         "    option httpchk GET /healthz\n"
         "    http-check expect status 200\n"
         # A creation whose form carried a one-time token (?once=...) is safe to
@@ -107,11 +110,47 @@ def haproxy_cfg(plan):
         f"    acl small req.hdr_val(content-length) lt {REPLAYABLE_BODY}\n"
         "    http-request set-timeout server 2s if METH_GET || replayable small\n"
         "    http-request disable-l7-retry unless METH_GET || replayable small\n"
-        "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2\n"
+        "    default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 2"
+        f"{_server_options(plan)}\n"
         "    http-response set-header X-Server %s\n"
         f"{servers}"
         f"{_watch_backend(plan)}"
     )
+
+
+def _algorithm(plan):
+    """HAProxy's algorithm for the policy.
+
+    - roundrobin: each server in turn, whatever it is doing (the seed's
+      requirement; `check` counts 10/10/10);
+    - leastconn: the server with the fewest requests in flight, so a server
+      that slows down keeps its requests longer and gets fewer new ones;
+    - load: leastconn too, weighted by the agent on each server (_server_options).
+      Leastconn rather than a weighted round-robin: it reacts within one
+      request to a server that slows, where the agent's weight follows
+      within a second or two; HAProxy's leastconn divides the requests in
+      flight by the weight, so the two add up.
+    """
+    return "roundrobin" if plan.balance == "roundrobin" else "leastconn"
+
+
+def _server_options(plan):
+    """What every server of quiz_servers gets besides its health check.
+
+    A server that comes back or joins ramps up to its weight over SLOWSTART
+    (cold workers, empty caches) with leastconn and load; not with
+    roundrobin, whose exact rotation the check counts right after a server
+    returns. With load, every server's agent (probes/agent.py) is asked each
+    second on AGENT_PORT for its state and weight; `weight 100` makes the
+    agent's percentages HAProxy's weights (the default weight, 1, would round
+    any percentage below 100 to nothing).
+    """
+    if plan.balance == "roundrobin":
+        return ""
+    options = f" slowstart {SLOWSTART}"
+    if plan.balance == "load":
+        options += f" weight 100 agent-check agent-port {AGENT_PORT} agent-inter 1s"
+    return options
 
 
 def _watch_rule(plan):
@@ -306,6 +345,23 @@ def quiz_systemd_unit(command, mount):
         "\n"
         "[Service]\n"
         "EnvironmentFile=/etc/quiz/quiz.env\n"
+        f"ExecStart={command}\n"
+        "Restart=always\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def agent_systemd_unit(command):
+    """The load agent (balance = "load") as a systemd unit, for real Debian hosts."""
+    return HEADER + (
+        "[Unit]\n"
+        "Description=QUIZ's load agent, asked by HAProxy (agent-check)\n"
+        "After=network-online.target quiz.service\n"
+        "\n"
+        "[Service]\n"
+        "User=www-data\n"
         f"ExecStart={command}\n"
         "Restart=always\n"
         "\n"

@@ -6,7 +6,10 @@ its `media` folder — a folder that exists only on the volume, so a server
 whose mount is missing fails its health check instead of writing locally —
 and runs gunicorn with the database URL and secrets from a 0600 environment
 file. The first server applies migrations and the seed; the application's own
-locking makes that safe even if every server did it at once.
+locking makes that safe even if every server did it at once. When the
+scenario balances by load, each server also runs the load agent HAProxy asks
+for its state and weight (probes/agent.py), started with gunicorn, before the
+load balancers' configuration names it.
 """
 
 import shlex
@@ -14,11 +17,12 @@ import shlex
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from quizstack.deploy import ops, render
-from quizstack.deploy.roles import Phase, install_probe, scenario_host
+from quizstack.deploy import ops, probes, render
+from quizstack.deploy.roles import PROBE_DIR, Phase, install_probe, scenario_host
 
 ENV_FILE = "/etc/quiz/quiz.env"
 GUNICORN_CONF = "/etc/quiz/gunicorn.conf.py"
+AGENT = f"{PROBE_DIR}/agent.py"
 
 
 def phases(plan, context):
@@ -185,3 +189,33 @@ def add_server_ops(plan, context):
                 priority=300, name="gunicorn service")
     ops.wait_until(f"{http_ok} http://{backend.address}:{plan.app_port}/healthz",
                    f"QUIZ healthy on {backend.address}:{plan.app_port}", name="wait: server healthy")
+    if plan.balance == "load":
+        add_agent_ops(plan, context, backend)
+
+
+def agent_command(plan, backend):
+    """The load agent's command line: where it listens, what it measures."""
+    database = (f"{render.DB_ROUTER_ADDRESS}:{plan.database_port}" if plan.replicated
+                else f"{plan.database_address}:{plan.database_port}")
+    threads = plan.workers * max(1, plan.threads)
+    return (f"/usr/bin/python3 {AGENT} --listen {backend.address}:{render.AGENT_PORT} "
+            f"--health http://{backend.address}:{plan.app_port}/healthz "
+            f"--mount {plan.mount} --media {plan.media_root} --database {database} "
+            f"--app-port {plan.app_port} --threads {threads}")
+
+
+def add_agent_ops(plan, context, backend):
+    """The load agent, as www-data (it checks the media folder as the app would use it)."""
+    program = ops.config_file(AGENT, probes.source("agent"), name="load agent program")
+    command = agent_command(plan, backend)
+    restart = (program,)
+    if host.get_fact(ops.InitSystem) == "systemd":
+        unit = ops.config_file("/etc/systemd/system/quiz-agent.service",
+                               render.agent_systemd_unit(command), name="quiz-agent.service unit")
+        reload_units(unit, name="systemd daemon-reload")
+        restart += (unit,)
+    ops.service("quiz-agent", command, user="www-data", unit="quiz-agent", restart=restart,
+                priority=310, name="load agent service")
+    ops.wait_until(f"/usr/bin/python3 {AGENT} --ask {backend.address}:{render.AGENT_PORT}",
+                   f"the load agent answering on {backend.address}:{render.AGENT_PORT}",
+                   name="wait: load agent answers")
