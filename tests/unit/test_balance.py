@@ -285,3 +285,63 @@ def test_the_agent_speaks_haproxys_protocol(tmp_path):
         proc.terminate()
         proc.wait(timeout=5)
         app.shutdown()
+
+
+# -- check's balancing row --------------------------------------------------------------------
+
+STAT_HEADER = "# pxname,svname,status,weight,agent_status,last_agt"
+
+
+def stat(*servers):
+    return "\n".join([STAT_HEADER] + [f"quiz_servers,{name},UP,{weight},{status},via agent : {said}"
+                                      for name, weight, status, said in servers]
+                     + ["quiz_servers,BACKEND,UP,300,,"]) + "\n"
+
+
+class FakeLab:
+    """Answers the balancing row's commands: the client's count and HAProxy's stats."""
+
+    def __init__(self, counts, stats=""):
+        self.counts, self.stats = counts, stats
+
+    def run(self, host, argv, timeout=60, check=True):
+        import json
+        import types
+
+        if "quizstack.check.client" in argv:
+            out = json.dumps({"servers": self.counts, "statuses": {"200": sum(self.counts.values())}})
+        else:
+            out = self.stats
+        return types.SimpleNamespace(returncode=0, stdout=out, stderr="")
+
+
+def balancing_row(plan, counts, stats=""):
+    from quizstack.check import Checker
+
+    (row,) = Checker(FakeLab(counts, stats), plan).balancing()
+    return row
+
+
+def test_round_robin_needs_exactly_ten_each(pfinal):
+    row = balancing_row(pfinal, {"s1": 10, "s2": 10, "s3": 10})
+    assert row.ok and row.name == "30 requests from c1 spread round-robin"
+    assert not balancing_row(pfinal, {"s1": 11, "s2": 9, "s3": 10}).ok
+
+
+def test_leastconn_needs_every_server_to_answer(pfinal):
+    plan = dataclasses.replace(pfinal, balance="leastconn")
+    row = balancing_row(plan, {"s1": 12, "s2": 8, "s3": 10})
+    assert row.ok and row.name == "30 requests from c1 reach every server (balance leastconn)"
+    assert not balancing_row(plan, {"s1": 15, "s3": 15}).ok
+
+
+def test_load_needs_every_agent_heard_by_the_balancer(pfinal):
+    plan = dataclasses.replace(pfinal, balance="load")
+    counts = {"s1": 10, "s2": 10, "s3": 10}
+    heard = stat(("s1", 100, "L7OK", "up (health 3 ms)"), ("s2", 40, "L7OK", "up (health 60 ms)"),
+                 ("s3", 100, "L7OK", "up (health 4 ms)"))
+    row = balancing_row(plan, counts, heard)
+    assert row.ok and "(balance load)" in row.name
+    assert "s2 up (health 60 ms), weight 40" in row.detail
+    silent = heard.replace("s3,UP,100,L7OK", "s3,UP,100,L4CON")
+    assert not balancing_row(plan, counts, silent).ok

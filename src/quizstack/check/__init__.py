@@ -81,6 +81,21 @@ def parse_haproxy_stat(text, backend):
     return servers
 
 
+def parse_haproxy_agents(text, backend):
+    """HAProxy's `show stat` CSV → {server: (agent status, weight, the agent's last words)}."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return {}
+    columns = lines[0][2:].split(",")
+    found = {}
+    for line in lines[1:]:
+        row = dict(zip(columns, line.split(",")))
+        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND", None):
+            found[row["svname"]] = (row.get("agent_status", ""), row.get("weight", ""),
+                                    row.get("last_agt", ""))
+    return found
+
+
 def protected_addresses(plan):
     """Every lab address the firewall must protect: all but the clients' own."""
     return [str(a) for host, addresses in plan.lab_addresses.items()
@@ -198,16 +213,52 @@ class Checker:
     # -- balancing ------------------------------------------------------------------------
 
     def balancing(self):
+        """The policy in force, seen from a client (and, with load, from the balancers).
+
+        Round-robin: 30 requests, one after the other, answered exactly 10/10/10.
+        leastconn and load: the same 30 requests all answered and every server
+        among the answerers (one request at a time finds every server idle, so
+        leastconn takes them in turn too, unless a server is slower or, with
+        load, its agent weighs it lower); with load, every balancer also hears
+        every server's agent. That a slowed server gets fewer requests needs a
+        load that lasts: tests/lab/test_balance.py and bench/balance show it.
+        """
         client = self.plan.clients[0]
+        policy = self.plan.balance
         seen = self._client(client, "balance", self.base, str(BALANCE_REQUESTS))
         servers = seen["servers"]
-        share = BALANCE_REQUESTS // len(self.plan.backends)
-        ok = (servers == {b.name: share for b in self.plan.backends}
-              and seen["statuses"] == {"200": BALANCE_REQUESTS})
+        answered = seen["statuses"] == {"200": BALANCE_REQUESTS}
         shown = "/".join(str(servers.get(b.name, 0)) for b in self.plan.backends)
         names = "/".join(b.name for b in self.plan.backends)
-        return [self.row("balancing", f"{BALANCE_REQUESTS} requests from {client} spread "
-                            "round-robin", ok, f"{names}: {shown}; statuses {seen['statuses']}")]
+        detail = f"{names}: {shown}; statuses {seen['statuses']}"
+        if policy == "roundrobin":
+            share = BALANCE_REQUESTS // len(self.plan.backends)
+            ok = answered and servers == {b.name: share for b in self.plan.backends}
+            return [self.row("balancing", f"{BALANCE_REQUESTS} requests from {client} spread "
+                                "round-robin", ok, detail)]
+        ok = answered and all(servers.get(b.name) for b in self.plan.backends)
+        name = f"{BALANCE_REQUESTS} requests from {client} reach every server (balance {policy})"
+        if policy == "load":
+            heard, agents = self._agents_heard()
+            ok = ok and heard
+            detail += f"; agents: {agents}"
+        return [self.row("balancing", name, ok, detail)]
+
+    def _agents_heard(self):
+        """(every balancer hears every server's agent, what they hear), from HAProxy's stats."""
+        from quizstack.stack import _HAPROXY_STAT
+
+        heard, shown = True, []
+        for lb in self.plan.lb_hosts:
+            done = self._run(lb, ["python3", "-c", _HAPROXY_STAT], timeout=20)
+            agents = parse_haproxy_agents(done.stdout, "quiz_servers")
+            for b in self.plan.backends:
+                status, weight, last = agents.get(b.name, ("none", "?", ""))
+                heard = heard and status == "L7OK"
+                said = last.removeprefix("via agent : ") or status
+                shown.append(f"{b.name} {said}, weight {weight}"
+                             + (f" ({lb})" if len(self.plan.lb_hosts) > 1 else ""))
+        return heard, ", ".join(shown)
 
     # -- storage and database -------------------------------------------------------------
 
