@@ -152,4 +152,41 @@ def converge(lab, new_text, progress=None):
     return True
 
 
-__all__ = ["scale", "apply", "converge", "drain", "deploy"]
+def under_load(lab, count, settings=None, progress=None, after=5.0):
+    """`scale web=count` while the chaos load runs on every client; the
+    experiment's result (chaos/runner.py: failed requests, stalls, every
+    acknowledged write verified) plus, for servers added, the seconds from
+    the command to each one's first answer through the service."""
+    from quizstack.chaos import runner
+
+    progress = progress or (lambda message: None)
+    settings = settings or runner.Settings(warmup=3.0, after=after)
+    chaos = runner.Run(lab, f"scale-web{count}", settings, progress)
+    chaos.require_calm()
+    added = removed = []
+    seconds = None
+    try:
+        chaos.start_load(settings.warmup + 600)
+        time.sleep(settings.warmup)
+        began = time.time()
+        chaos.event("inject", f"scale web={count}", began)
+        added, removed, seconds = scale(lab, "web", count, progress=progress)
+        chaos.event("heal", f"scaled in {seconds:.1f} s")
+        chaos.plan = build_plan(lab.topology)
+        chaos.converge()
+        time.sleep(settings.after)
+    finally:
+        chaos.cleanup()
+    result = chaos.finish({"added": added, "removed": removed})
+    requests, _ = chaos.records()
+    first = {}
+    for record in requests:
+        server = record.get("server")
+        if server in added and record.get("ok"):
+            first[server] = min(first.get(server, record["t"]), record["t"])
+    result["serving_after"] = {s: round(t - began, 2) for s, t in first.items()}
+    result["seconds"] = round(seconds, 2) if seconds is not None else None
+    return result
+
+
+__all__ = ["scale", "apply", "converge", "drain", "under_load", "deploy"]

@@ -276,3 +276,15 @@ def test_patroni_plugin():
     assert check_patroni.verdict([leader], 2)[0] == 1
     assert check_patroni.verdict([sync], 2)[0] == 2
     assert check_patroni.verdict([], 2)[0] == 2
+
+
+def test_a_lab_host_reports_only_a_load_far_past_the_machines_work():
+    from quizstack.deploy.plan import build_plan
+    from quizstack.topology import load_scenario
+
+    plan = build_plan(load_scenario("complete"))
+    real = rm.nrpe_cfg(plan, "s1")
+    lab = rm.nrpe_cfg(plan, "s1", shared_kernel=True)
+    assert "check_load -r -w 8,6,4 -c 16,12,8" in real
+    assert "check_load -r -w 32,28,24 -c 64,56,48" in lab
+    assert "check_load -r -w 32,28,24" in rm.nagios_objects(plan, shared_kernel=True)

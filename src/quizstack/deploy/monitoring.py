@@ -51,6 +51,11 @@ def add_plugins():
         install_probe(name)
 
 
+def _shared_kernel():
+    """Whether this host is a lab's (supervisord as its init), whose load is the machine's."""
+    return host.get_fact(ops.InitSystem) == "supervisord"
+
+
 def add_nrpe_ops(plan, context):
     me = scenario_host()
     add_plugins()
@@ -58,7 +63,7 @@ def add_nrpe_ops(plan, context):
     if rules:
         ops.config_file(rm.SUDOERS, rules, mode="440",
                         check=["/usr/sbin/visudo", "-c", "-q", "-f", "{}"], name="sudo rules for NRPE")
-    cfg = ops.config_file(rm.NRPE_CFG, rm.nrpe_cfg(plan, me), name="nrpe.cfg")
+    cfg = ops.config_file(rm.NRPE_CFG, rm.nrpe_cfg(plan, me, _shared_kernel()), name="nrpe.cfg")
     # /run starts empty at each boot: NRPE's pid file directory is made first.
     ops.service("nrpe", "/bin/sh -c 'install -d -o nagios -g nagios /run/nagios && exec "
                 f"/usr/sbin/nrpe -c {rm.NRPE_CFG} -f'", unit="nagios-nrpe-server",
@@ -98,7 +103,7 @@ def add_nagios_ops(plan, context):
     ops.directory("/etc/nagios4/quizstack", name="objects directory")
     ops.config_file(OBJECTS_CHECK, rm.nagios_cfg(plan, objects=_staged(rm.OBJECTS)),
                     name="objects checker")
-    objects = ops.config_file(rm.OBJECTS, rm.nagios_objects(plan),
+    objects = ops.config_file(rm.OBJECTS, rm.nagios_objects(plan, _shared_kernel()),
                               check=["/usr/sbin/nagios4", "-v", OBJECTS_CHECK],
                               name="nagios objects")
     main = ops.config_file(rm.NAGIOS_CFG, rm.nagios_cfg(plan),
