@@ -61,11 +61,23 @@ def test_a_password_login_to_ges_is_refused_even_with_the_right_password(complet
         assert "Permission denied (publickey)" in refused.stderr
     finally:
         lab.run("ges", ["usermod", "-p", shadow.split(":")[1], "root"])
-    # And a key ges does not know is refused too (ges's own management key).
+    # Only the operators' RSA key opens ges: ges's own Ed25519 key does not.
     keys = stack.keys_of(lab.topology, lab.state_dir / "secrets")
-    wrong = ssh(lab, "-o", f"IdentityFile={keys.management.path}", "-o", "IdentitiesOnly=yes",
-                "-i", keys.management.path, "ges", "true")
-    assert wrong.returncode == 255
+    assert ssh_with_only(lab, keys.management.path).returncode == 255
+    assert ssh_with_only(lab, keys.operator.path).returncode == 0
+
+
+def ssh_with_only(lab, key):
+    """ssh to ges from c1 offering one key and nothing else (no config file)."""
+    from quizstack.lab import plan as lab_plan
+
+    keys = stack.keys_of(lab.topology, lab.state_dir / "secrets")
+    netns = lab_plan.netns_path(lab_plan.host_netns(lab.name, "c1"))
+    argv = ["ssh", "-F", "/dev/null", "-o", f"ProxyCommand=nsenter --net={netns} nc %h %p",
+            "-o", f"UserKnownHostsFile={keys.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+            "-i", key, "root@10.2.2.31", "true"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
 def test_deploy_over_ssh_through_ges_reconfigures_the_loaded_firewall(complete, capsys):

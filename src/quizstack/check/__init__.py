@@ -20,7 +20,7 @@ from quizstack.errors import CheckError
 
 # The service's own accounts; the check logs in like the examiner would.
 CHECK_USER = ("admin", "1234")
-BALANCE_REQUESTS = 30
+BALANCE_PER_SERVER = 10
 # nmap's wait for an answer in the lab, where answers take well under 1 ms.
 QUICK_RTT = ("--initial-rtt-timeout", "50ms", "--max-rtt-timeout", "200ms")
 # Common ports and the services of the roles (SSH, HTTP, PostgreSQL, gunicorn,
@@ -215,7 +215,7 @@ class Checker:
     def balancing(self):
         """The policy in force, seen from a client (and, with load, from the balancers).
 
-        Round-robin: 30 requests, one after the other, answered exactly 10/10/10.
+        Round-robin: 10 requests per server, one after the other, answered exactly 10 each.
         leastconn and load: the same 30 requests all answered and every server
         among the answerers (one request at a time finds every server idle, so
         leastconn takes them in turn too, unless a server is slower or, with
@@ -225,19 +225,20 @@ class Checker:
         """
         client = self.plan.clients[0]
         policy = self.plan.balance
-        seen = self._client(client, "balance", self.base, str(BALANCE_REQUESTS))
+        # Ten each: 30 for the seed's three servers, 40 once scaled to four.
+        requests = BALANCE_PER_SERVER * len(self.plan.backends)
+        seen = self._client(client, "balance", self.base, str(requests))
         servers = seen["servers"]
-        answered = seen["statuses"] == {"200": BALANCE_REQUESTS}
+        answered = seen["statuses"] == {"200": requests}
         shown = "/".join(str(servers.get(b.name, 0)) for b in self.plan.backends)
         names = "/".join(b.name for b in self.plan.backends)
         detail = f"{names}: {shown}; statuses {seen['statuses']}"
         if policy == "roundrobin":
-            share = BALANCE_REQUESTS // len(self.plan.backends)
-            ok = answered and servers == {b.name: share for b in self.plan.backends}
-            return [self.row("balancing", f"{BALANCE_REQUESTS} requests from {client} spread "
+            ok = answered and servers == {b.name: BALANCE_PER_SERVER for b in self.plan.backends}
+            return [self.row("balancing", f"{requests} requests from {client} spread "
                                 "round-robin", ok, detail)]
         ok = answered and all(servers.get(b.name) for b in self.plan.backends)
-        name = f"{BALANCE_REQUESTS} requests from {client} reach every server (balance {policy})"
+        name = f"{requests} requests from {client} reach every server (balance {policy})"
         if policy == "load":
             heard, agents = self._agents_heard()
             ok = ok and heard
