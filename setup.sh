@@ -16,7 +16,7 @@ packages=(
     nmap wrk chromium graphviz openssh-server netcat-openbsd curl sudo keepalived conntrackd
     patroni etcd-server etcd-client
     nagios4 nagios-nrpe-server nagios-nrpe-plugin monitoring-plugins apache2 apache2-utils
-    rsyslog
+    rsyslog rsyslog-relp
 )
 missing=()
 for p in "${packages[@]}"; do
