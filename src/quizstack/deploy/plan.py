@@ -66,7 +66,7 @@ class Pair:
 
 @dataclass(frozen=True)
 class Management:
-    """The operators' way in (ges) and the monitoring (nagios), on their own network."""
+    """The operators' way in (ges), the monitoring (nagios) and the central logs, on their own network."""
 
     network: str
     subnet: IPv4Network
@@ -76,6 +76,7 @@ class Management:
     nagios: str = ""                     # the monitoring host, if any
     nagios_address: IPv4Address = None   # where the clients reach its web interface
     nagios_port: int = 80
+    logs: str = ""                       # the central logs host (collector), if any
 
     def address(self, host):
         return self.addresses[host]
@@ -187,7 +188,7 @@ def _where(topology):
 
 def _management_network(topology):
     """The management network's name, when the scenario has one (never a service path)."""
-    if topology.with_role("management") or topology.with_role("monitoring"):
+    if any(topology.with_role(r) for r in ("management", "monitoring", "logs")):
         return str(_settings(topology, "management")["network"])
     return None
 
@@ -217,10 +218,11 @@ def _failover(topology, database):
 
 
 def _management(topology, fw, clients):
-    """The management network, or None when the scenario has neither ges nor nagios."""
+    """The management network, or None when the scenario has no ges, nagios or logs host."""
     ges = topology.with_role("management")
     nagios = topology.with_role("monitoring")
-    if not ges and not nagios:
+    logs = topology.with_role("logs")
+    if not ges and not nagios and not logs:
         return None
     settings = _settings(topology, "management")
     network = str(settings["network"])
@@ -251,12 +253,16 @@ def _management(topology, fw, clients):
         raise ScenarioError(f"{_where(topology)}: {what} host {host.name} shares no network with "
                             f"firewall {fw.name} (besides {network}): the clients could not reach it")
 
+    if logs and logs[0] in clients:
+        raise ScenarioError(f"{_where(topology)}: logs host {logs[0].name} is a client: the "
+                            f"central logs are reached on the management network {network}")
     ges_name, ges_address = front(ges, "management")
     nagios_name, nagios_address = front(nagios, "monitoring")
     return Management(network=network, subnet=topology.networks[network].subnet,
                       addresses=addresses, ges=ges_name, ges_address=ges_address,
                       nagios=nagios_name, nagios_address=nagios_address,
-                      nagios_port=int(settings["nagios_port"]))
+                      nagios_port=int(settings["nagios_port"]),
+                      logs=logs[0].name if logs else "")
 
 
 def build_plan(topology):

@@ -21,8 +21,8 @@ from quizstack.topology.model import (
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 ROLES = ("client", "firewall", "loadbalancer", "web", "storage", "database", "consensus",
-         "management", "monitoring")
-RESERVED_ROLES = ("logs",)
+         "management", "monitoring", "logs")
+RESERVED_ROLES = ()
 KNOWN_ROLES = ROLES + RESERVED_ROLES
 
 # Exactly one of these per scenario: the architecture has one entry point and
@@ -30,7 +30,7 @@ KNOWN_ROLES = ROLES + RESERVED_ROLES
 # host to everybody else.
 SINGLE_ROLES = ("firewall", "loadbalancer")
 GROUPABLE_ROLES = ("firewall", "loadbalancer")
-OPTIONAL_SINGLE_ROLES = ("management", "monitoring")
+OPTIONAL_SINGLE_ROLES = ("management", "monitoring", "logs")
 REQUIRED_ROLES = ("web", "client", "database")
 
 # Host names become UTS names, netns names (qs-<lab>-<host>) and the
