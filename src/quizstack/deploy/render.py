@@ -96,6 +96,7 @@ def haproxy_cfg(plan):
         f"    bind {plan.lb_address}:{plan.port}\n"
         "    option forwardfor\n"
         "    http-request set-header X-Forwarded-Proto http\n"
+        f"{_request_id(plan)}"
         f"{_watch_rule(plan)}"
         "    default_backend quiz_servers\n"
         "\n"
@@ -151,6 +152,34 @@ def _server_options(plan):
     if plan.balance == "load":
         options += f" weight 100 agent-check agent-port {AGENT_PORT} agent-inter 1s"
     return options
+
+
+def _request_id(plan):
+    """Every request gets an id, sent to the server and returned to the client
+    as X-Request-ID, and written in the balancer's log line (`id=`); QUIZ
+    writes it in every line of that request (quiz.requestlog).
+
+    A client's own X-Request-ID is replaced: clients are not trusted to name
+    requests (one could make its requests look like another's in the logs).
+    Only nagios may bring one (a well-formed id of 8 to 64 letters, digits,
+    `.`, `_`, `:` or `-`), so a probe can be followed under its own name.
+    """
+    m = plan.management
+    trusted = ""
+    if m and m.nagios:
+        trusted = ("    http-request set-var(txn.request_id) req.hdr(X-Request-ID) "
+                   f"if {{ src {m.nagios_address} }} "
+                   "{ req.hdr(X-Request-ID) -m reg ^[A-Za-z0-9._:-]{8,64}$ }\n")
+    return (
+        trusted +
+        "    http-request set-var(txn.request_id) uuid() unless { var(txn.request_id) -m found }\n"
+        "    unique-id-format %[var(txn.request_id)]\n"
+        "    http-request set-header X-Request-ID %[unique-id]\n"
+        "    http-response set-header X-Request-ID %[unique-id]\n"
+        # HAProxy's HTTP log format (option httplog) with the id at the end.
+        '    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc '
+        '%ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r id=%ID"\n'
+    )
 
 
 def _watch_rule(plan):
@@ -231,6 +260,7 @@ def nftables_conf(plan):
         "        type filter hook input priority filter; policy drop;\n"
         "        iif \"lo\" accept\n"
         f"{members}{management}"
+        f"{_drop_log(plan, input_chain=True)}"
         "    }\n"
         "\n"
         "    chain forward {\n"
@@ -241,12 +271,40 @@ def nftables_conf(plan):
         "tcp flags & (fin | syn | rst | ack) == syn ct state new accept\n"
         f"        iifname {{ {outside} }} ip daddr {plan.lb_address} icmp type echo-request accept\n"
         f"{forwarded}"
+        f"{_drop_log(plan)}"
         "    }\n"
         "\n"
         "    chain output {\n"
         "        type filter hook output priority filter; policy accept;\n"
         "    }\n"
         "}\n"
+    )
+
+
+# Ports whose probes are logged apart from the rest: the back-end services
+# (SSH, PostgreSQL, etcd, glusterd, NRPE, Patroni) — a try at one of them is
+# worth every line, and a port scan's flood of other ports must not crowd it out.
+SENSITIVE_PORTS = (22, 2379, 2380, 5432, 5666, 8008, 24007)
+NFLOG_GROUP = 1
+DROP_PREFIX = "quizstack-drop: "
+
+
+def _drop_log(plan, input_chain=False):
+    """What the policy is about to drop, logged to NFLOG group 1 (read by probes/nflog.py,
+    docs/operations.md says why not the kernel's log) with a rate limit: a full
+    port scan is millions of packets, which would bury everything else.
+    Attempts at the back-end ports have their own limit; the rest is sampled
+    at 10 lines a second. Broadcast and multicast (neighbours' chatter) are not logged.
+    """
+    m = plan.management
+    if not m or not m.logs:
+        return ""
+    log = f'log prefix "{DROP_PREFIX}" group {NFLOG_GROUP}'
+    ports = ", ".join(map(str, SENSITIVE_PORTS))
+    return (
+        f"        meta pkttype host tcp dport {{ {ports} }} limit rate 50/second burst 100 packets "
+        f"{log} drop\n"
+        f"        meta pkttype host limit rate 10/second burst 20 packets {log}\n"
     )
 
 
@@ -300,7 +358,9 @@ def gunicorn_conf(plan, backend):
            else "worker_class = 'sync'\n") +
         "user = 'www-data'\n"
         "group = 'www-data'\n"
-        "accesslog = '-'\n"
+        # QUIZ writes one line per request itself, with the request id and
+        # the user (quiz.requestlog): gunicorn's own access log would double it.
+        "accesslog = None\n"
         "errorlog = '-'\n"
         "timeout = 30\n"
         "graceful_timeout = 10\n"
@@ -686,10 +746,30 @@ def patroni_yml(plan, host, secrets, version):
         # A hung app server's open transaction releases its locks (a replayed
         # creation waits on them) within seconds, not when the server wakes.
         "    idle_in_transaction_session_timeout: 5s\n"
+        f"{_postgresql_logging(plan)}"
         "  pg_hba:\n"
         "      - local all postgres peer\n"
         f"{peers}"
         f"      - host {plan.database_name} {plan.database_user} {plan.app_subnet} scram-sha-256\n"
+    )
+
+
+SLOW_STATEMENT_MS = 200
+
+
+def _postgresql_logging(plan):
+    """With central logs, PostgreSQL says who connects, what failed and what was
+    slow (over SLOW_STATEMENT_MS; QUIZ's statements take a few ms). Its log
+    goes to Patroni's output, each line marked `postgres:` so the hosts'
+    rsyslog names it (render_logs). All apply on a reload, no restart."""
+    m = plan.management
+    if not m or not m.logs:
+        return ""
+    return (
+        "    log_line_prefix: '%m [%p] postgres: %q%u@%d '\n"
+        "    log_connections: 'on'\n"
+        f"    log_min_duration_statement: {SLOW_STATEMENT_MS}\n"
+        "    log_lock_waits: 'on'\n"
     )
 
 
