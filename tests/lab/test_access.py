@@ -87,7 +87,8 @@ def test_deploy_over_ssh_through_ges_reconfigures_the_loaded_firewall(complete, 
     assert "table inet quizstack" in lab.run("fw1", ["nft", "list", "tables"]).stdout
     lab.run("fw1", ["sh", "-c", "echo '# edited by hand' >> /etc/nftables.conf"])
     secrets = lab.state_dir / "secrets"
-    argv = ["deploy", "complete", "--ssh-config", str(stack.lab_ssh_config(lab)),
+    # The lab's own version of its scenario (as `up` made it).
+    argv = ["deploy", str(lab.state_dir / "scenario.toml"), "--ssh-config", str(stack.lab_ssh_config(lab)),
             "--secrets", str(secrets)]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
