@@ -121,6 +121,8 @@ INSTALLED_APPS = [
 # and the user, or in a view, into a 503 "try again".
 MIDDLEWARE = [
     "quiz.middleware.HealthzMiddleware",
+    # One line per request (not the health checks), with the balancer's request id.
+    "quiz.requestlog.RequestLogMiddleware",
     "quiz.middleware.HostCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -187,12 +189,18 @@ STATIC_URL = "/static/"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # Every line names the request it belongs to ([id], "-" outside a
+    # request) and stays one line (quiz.requestlog).
+    "filters": {"request_id": {"()": "quiz.requestlog.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "syslog": {"format": "quiz[%(process)d]: %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "quiz.requestlog.OneLineFormatter",
+                  "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "syslog": {"()": "quiz.requestlog.OneLineFormatter",
+                   "format": "quiz[%(process)d]: %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain"},
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "plain",
+                   "filters": ["request_id"]},
     },
     "root": {"handlers": ["stdout"], "level": os.environ.get("QUIZ_LOG_LEVEL", "INFO")},
     "loggers": {
@@ -210,5 +218,6 @@ if _syslog:
         "address": (_host.strip("[]"), int(_port)),  # a tuple means UDP
         "facility": "local0",
         "formatter": "syslog",
+        "filters": ["request_id"],
     }
     LOGGING["root"]["handlers"].append("syslog")

@@ -1,0 +1,52 @@
+"""QUIZ's request log: one line per request with the balancer's id, the user and the outcome."""
+
+import logging
+
+import pytest
+
+from quiz.testing import login_as
+
+pytestmark = pytest.mark.django_db
+
+
+def lines(caplog):
+    return [r for r in caplog.records if r.name == "quiz.request"]
+
+
+def test_one_line_per_request_with_the_id_and_the_user(client, caplog):
+    caplog.set_level(logging.INFO, logger="quiz.request")
+    login_as(client, "pepe")
+    caplog.clear()
+    client.get("/quizzes?page=1", HTTP_X_REQUEST_ID="abc-123")
+    (record,) = lines(caplog)
+    text = record.getMessage()
+    assert text.startswith("GET /quizzes?page=1 200 ") and text.endswith(" user=pepe")
+    assert record.request_id == "abc-123"
+
+
+def test_an_anonymous_miss_and_a_bad_id(client, caplog):
+    caplog.set_level(logging.INFO, logger="quiz.request")
+    client.get("/no-such-page", HTTP_X_REQUEST_ID="bad id\nwith a break")
+    request_lines = lines(caplog)
+    assert len(request_lines) == 1
+    assert " 404 " in request_lines[0].getMessage()
+    # Every line of the request (Django's own "Not Found" warning too) carries its id, here "-".
+    assert {getattr(r, "request_id", None) for r in caplog.records} == {"-"}
+
+
+def test_health_checks_are_not_logged(client, caplog):
+    caplog.set_level(logging.INFO, logger="quiz.request")
+    client.get("/healthz")
+    assert lines(caplog) == []
+
+
+def test_a_traceback_stays_on_one_line():
+    from quiz.requestlog import OneLineFormatter
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None,
+                                   exc_info=__import__("sys").exc_info())
+    text = OneLineFormatter("%(message)s").format(record)
+    assert "\n" not in text and "ValueError: boom" in text
