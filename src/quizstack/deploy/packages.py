@@ -1,0 +1,59 @@
+"""The Debian packages each phase of the deployment relies on, in one place.
+
+The roles configure programs; they do not install them. On real hosts the
+packages below must be there before `quizstack deploy` (apt-get install on
+each host, the report lists them per host); in the lab every host shares the
+machine's /usr, so setup.sh installs all of them on the machine — a unit test
+checks that its list holds every package named here.
+
+Keyed by phase ("role: phase", as deploy.ROLES name them), so what a host
+needs follows from the phases that run on it: change a role's phases or the
+scenario and the list follows. A phase with nothing of its own maps to ().
+"""
+
+# Every deployed host: the probes and plugins the roles install are Python
+# programs; the readiness waits use ss and the roles runuser and mountpoint.
+BASE = ("python3", "iproute2", "procps", "util-linux")
+
+PACKAGES = {
+    "database: postgresql": ("postgresql",),
+    "consensus: etcd": ("etcd-server", "etcd-client"),
+    "database: patroni": ("postgresql", "patroni"),
+    "storage: glusterd": ("glusterfs-server",),
+    "storage: volume": ("glusterfs-server",),
+    # quizstack's own environment (QUIZ, gunicorn, Django) is a venv of Debian's Python.
+    "web: configure": ("python3-venv",),
+    "web: mount": ("glusterfs-client",),
+    "web: database router": ("haproxy",),
+    "web: migrate": (),
+    "web: gunicorn": (),
+    "loadbalancer: haproxy": ("haproxy",),
+    # keepalived's check of HAProxy asks its socket with nc -U.
+    "loadbalancer: keepalived": ("keepalived", "netcat-openbsd"),
+    "firewall: nftables": ("nftables",),
+    "firewall: keepalived": ("keepalived", "conntrackd"),
+    "monitoring: nrpe": ("nagios-nrpe-server", "monitoring-plugins", "sudo"),
+    "monitoring: nagios": ("nagios4", "apache2", "monitoring-plugins", "nagios-nrpe-plugin", "curl"),
+    "access: sshd": ("openssh-server", "netcat-openbsd"),
+    "logs: collector": ("rsyslog", "rsyslog-relp"),
+    "logs: forward": ("rsyslog", "rsyslog-relp"),
+}
+
+
+def for_phases(keys):
+    """The packages of some phases (BASE first), each once, in a stable order."""
+    found = list(BASE)
+    for key in keys:
+        for package in PACKAGES[key]:
+            if package not in found:
+                found.append(package)
+    return tuple(found)
+
+
+def per_host(phases):
+    """host -> its packages, from the phases (deploy's Phase or anything with .key and .hosts)."""
+    keys = {}
+    for phase in phases:
+        for host in phase.hosts:
+            keys.setdefault(host, []).append(phase.key)
+    return {host: for_phases(found) for host, found in keys.items()}
