@@ -99,8 +99,8 @@ def test_keepalived_comes_after_the_service_it_guards(plan):
     position = {key: i for i, stage in enumerate(stages) for key in stage}
     assert position["loadbalancer: haproxy"] < position["loadbalancer: keepalived"]
     assert position["firewall: nftables"] < position["firewall: keepalived"]
-    # The firewall opens last of the service (the monitoring and the way in may follow).
-    service = [k for k in position if not k.startswith(("monitoring", "access"))]
+    # The firewall opens last of the service (the monitoring, the logs and the way in may follow).
+    service = [k for k in position if not k.startswith(("monitoring", "access", "logs"))]
     assert max(service, key=position.get) == "firewall: keepalived"
     hosts = {p.key: p.hosts for role in ROLES for p in role.phases(plan, Context({}, "/venv"))}
     assert hosts["loadbalancer: haproxy"] == ("lb1", "lb2")

@@ -15,14 +15,14 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from quizstack.deploy import access, db, fw, lb, monitoring, ops, storage, web
+from quizstack.deploy import access, db, fw, lb, logs, monitoring, ops, storage, web
 from quizstack.deploy.plan import build_plan
 from quizstack.deploy.roles import Context
 from quizstack.errors import DeployError
 
 # access last: a first deployment reaches real hosts directly over SSH, and this
 # role ends that (from then on only ges's key opens them).
-ROLES = (db, storage, web, lb, fw, monitoring, access)
+ROLES = (db, storage, web, lb, fw, logs, monitoring, access)
 
 
 @dataclass
