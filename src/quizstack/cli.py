@@ -470,6 +470,22 @@ def cmd_db(args):
     return 0
 
 
+def cmd_logs(args):
+    """The central logs, read on the logs host (quizstack.logs)."""
+    from quizstack import logs
+    from quizstack.deploy.plan import build_plan
+
+    lab = _lab(args)
+    plan = build_plan(lab.topology)
+    since = args.since if args.since is not None else (None if args.request else "10m")
+    ask = dict(hosts=args.hosts, since=since, grep=args.grep, request=args.request)
+    if args.follow:
+        return logs.follow(lab, plan, **ask)
+    for line in logs.read(lab, plan, **ask):
+        print(line)
+    return 0
+
+
 def cmd_open(args):
     url = _lab(args).open_forward(port=args.port, client=args.client)
     print(url)
@@ -546,6 +562,13 @@ def build_parser():
     mp.add_argument("--output", "-o", help="output file (default <scenario>.svg)")
     mp.add_argument("--format", choices=["svg", "png", "pdf", "dot"],
                     help="default: from the output's extension")
+    lg = lab_command("logs", cmd_logs, "every host's logs, from the logs host, in time order")
+    lg.add_argument("hosts", nargs="*", metavar="HOST", help="only these hosts (default: all)")
+    lg.add_argument("--since", help="a duration back (10m, 90s, 2h) or a UTC time (default 10m; "
+                                    "with --request, everything)")
+    lg.add_argument("--grep", metavar="RE", help="only lines matching this regular expression")
+    lg.add_argument("--request", metavar="ID", help="every line of one request (its X-Request-ID)")
+    lg.add_argument("--follow", "-f", action="store_true", help="then print new lines as they come")
     op = lab_command("open", cmd_open, "the service on 127.0.0.1:PORT, entering the lab as a client")
     op.add_argument("--port", type=int, default=8080)
     op.add_argument("--client", help="client host to enter as (default: the first client)")

@@ -480,7 +480,7 @@ class Checker:
         write in flight."""
         rows = self.balancing()
         jobs = [lambda: self.storage_and_database() + self.database_cluster(),
-                self.database_placement, self.pairs, self.access, self.monitoring]
+                self.database_placement, self.pairs, self.access, self.monitoring, self.logs]
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             futures = [pool.submit(self._timed, job) for job in jobs]
             for future in futures:
@@ -491,6 +491,11 @@ class Checker:
         from quizstack.check.monitoring import monitoring_checks
 
         return monitoring_checks(self)
+
+    def logs(self):
+        from quizstack.check.logs import logs_checks
+
+        return logs_checks(self)
 
     def access(self):
         from quizstack.check.access import access_checks
