@@ -146,6 +146,7 @@ class Agent:
                 "t": started, "dt": round(dt, 6), "kind": kind,
                 "status": reply.status if reply else None,
                 "server": reply.headers.get("X-Server") if reply else None,
+                "id": reply.headers.get("X-Request-ID") if reply else None,
                 "ok": error is None, "err": error, "retried": retried,
             }, request=True)
         return reply, error is None
