@@ -377,6 +377,55 @@ def cmd_map(args):
     return 0
 
 
+def cmd_export(args):
+    import stat
+
+    from quizstack.deploy.plan import build_plan
+    from quizstack.export import kubernetes
+    from quizstack.topology import load_scenario
+
+    topo = load_scenario(args.scenario)
+    plan = build_plan(topo)
+    options = kubernetes.Options(**{k: v for k, v in (
+        ("image", args.image), ("namespace", args.namespace), ("host", args.host),
+        ("ingress_class", args.ingress_class), ("storage_class", args.storage_class)) if v})
+    objects = [o for group in kubernetes.manifests(topo, plan, options).values() for o in group]
+    if kubernetes.can_validate():
+        checked = kubernetes.validate(objects, args.kubernetes_version, kubernetes.read_crds(args.crd))
+    else:
+        checked = ["not validated: the kubernetes-validate package is not installed"]
+    os.makedirs(args.output, exist_ok=True)
+    for name, text in kubernetes.files(topo, plan, options).items():
+        path = os.path.join(args.output, name)
+        with open(path, "w") as f:
+            f.write(text)
+        if name.endswith(".sh"):
+            os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    for line in checked:
+        print(f"  {line}")
+    print(f"kubernetes manifests of {topo.name} in {args.output}: create the secrets with "
+          f"{os.path.join(args.output, 'create-secrets.sh')}, then kubectl apply -f {args.output}")
+    return 0
+
+
+def cmd_report(args):
+    from quizstack import report
+    from quizstack.topology import load_scenario
+
+    state_dir, topo = None, None
+    if _named_lab(args):
+        from quizstack.lab import Lab
+
+        lab = Lab(_lab_name(args))
+        if not lab.exists:
+            raise QuizstackError(f"report: no lab named {lab.name}")
+        state_dir, topo = lab.state_dir, lab.topology
+    topo = load_scenario(args.scenario) if args.scenario else topo or load_scenario(DEFAULT_SCENARIO)
+    written = report.write(topo, args.output, state_dir)
+    print(f"report of {topo.name}: " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def cmd_chaos(args):
     action = args.chaos_command
     if action == "list":
@@ -569,6 +618,26 @@ def build_parser():
     lg.add_argument("--grep", metavar="RE", help="only lines matching this regular expression")
     lg.add_argument("--request", metavar="ID", help="every line of one request (its X-Request-ID)")
     lg.add_argument("--follow", "-f", action="store_true", help="then print new lines as they come")
+    ex = sub.add_parser("export", help="the service for another platform, from the scenario")
+    ex_sub = ex.add_subparsers(dest="target", metavar="TARGET")
+    ex_sub.required = True
+    k8s = ex_sub.add_parser("kubernetes", help="Kubernetes manifests, validated offline")
+    k8s.add_argument("scenario", help="bundled scenario name or .toml file")
+    k8s.add_argument("--output", "-o", required=True, metavar="DIR")
+    k8s.add_argument("--image", help="QUIZ's image (quizstack/quiz:<version>)")
+    k8s.add_argument("--namespace", help="default quiz-<scenario>")
+    k8s.add_argument("--host", help="the Ingress's host name (default: any)")
+    k8s.add_argument("--ingress-class", help="default nginx")
+    k8s.add_argument("--storage-class", help="a ReadWriteMany class for the uploads (and the database)")
+    k8s.add_argument("--kubernetes-version", default="1.32", help="schemas to validate against (1.32)")
+    k8s.add_argument("--crd", action="append", default=[], metavar="FILE",
+                     help="CRDs (YAML) to validate custom resources against, e.g. CloudNativePG's")
+    k8s.set_defaults(func=cmd_export)
+    rp = lab_command("report", cmd_report, "the deliverable: architecture, hosts, packages, files, "
+                                           "steps, checks, weak points (Markdown and HTML)")
+    rp.add_argument("scenario", nargs="?", help="scenario (default: the --lab's, else "
+                                                f"{DEFAULT_SCENARIO})")
+    rp.add_argument("--output", "-o", required=True, metavar="DIR")
     op = lab_command("open", cmd_open, "the service on 127.0.0.1:PORT, entering the lab as a client")
     op.add_argument("--port", type=int, default=8080)
     op.add_argument("--client", help="client host to enter as (default: the first client)")

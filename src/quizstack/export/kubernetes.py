@@ -106,7 +106,8 @@ def database_cluster(topology, plan, options):
     if options.storage_class:
         spec["storage"]["storageClass"] = options.storage_class
     return {"apiVersion": CNPG_API, "kind": "Cluster",
-            "metadata": _meta(DB_CLUSTER, ns, _labels(topology, "database")), "spec": spec}
+            "metadata": _meta(DB_CLUSTER, ns, _labels(topology, "database") | {"app.kubernetes.io/name": DB_CLUSTER}),
+            "spec": spec}
 
 
 def uploads_claim(topology, plan, options):
@@ -448,6 +449,13 @@ def _custom(obj, schemas):
             for e in validator.iter_errors(obj)], "validated against its CRD's schema"
 
 
+def can_validate():
+    """Whether the schemas are at hand (the kubernetes-validate package)."""
+    import importlib.util
+
+    return importlib.util.find_spec("kubernetes_validate") is not None
+
+
 def is_custom(obj):
     """Whether an object is a custom resource: its API group is not one of Kubernetes's own."""
     api = obj.get("apiVersion", "")
@@ -470,6 +478,8 @@ def validate(objects, version=KUBERNETES_VERSION, crds=()):
                           "(pip install -e '.[test]' installs it)") from None
     schemas = crd_schemas(crds)
     lines, problems = [], []
+    if version.lstrip("v").count(".") < 1:
+        raise ExportError(f"Kubernetes version {version!r}: give major.minor, e.g. {KUBERNETES_VERSION}")
     for obj in objects:
         name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
         if is_custom(obj):
@@ -479,6 +489,9 @@ def validate(objects, version=KUBERNETES_VERSION, crds=()):
             continue
         try:
             checked = kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.utils.VersionNotSupportedError:
+            raise ExportError(f"kubernetes-validate {kubernetes_validate.__version__} has no schemas "
+                              f"for Kubernetes {version}") from None
         except kubernetes_validate.ValidationError as exc:
             where = ".".join(str(p) for p in exc.path) or "(top)"
             problems.append(f"{name}: {where}: {exc.message}")
@@ -490,3 +503,19 @@ def validate(objects, version=KUBERNETES_VERSION, crds=()):
     if problems:
         raise ExportError("invalid manifest(s): " + "; ".join(problems))
     return lines
+
+
+def read_crds(paths):
+    """The documents of CRD files (YAML, as projects publish them), for `validate`."""
+    try:
+        import yaml
+    except ImportError:
+        raise ExportError("reading CRD files needs PyYAML (pip install -e '.[test]' installs it)") from None
+    documents = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                documents += [d for d in yaml.safe_load_all(f) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            raise ExportError(f"{path}: cannot read CRDs ({exc})") from None
+    return documents
