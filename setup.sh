@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(
-    python3-venv iproute2 iputils-ping procps util-linux kmod
+    python3 python3-venv iproute2 iputils-ping procps util-linux kmod
     postgresql haproxy nftables supervisor glusterfs-server glusterfs-client
     nmap wrk chromium graphviz openssh-server netcat-openbsd curl sudo keepalived conntrackd
     patroni etcd-server etcd-client
