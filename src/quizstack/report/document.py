@@ -143,6 +143,8 @@ def hosts_section(topology, plan, phases):
                 for phase, f in files.get(host.name, [])]
         if rows:
             lines += _table(["file", "mode", "owner", "checked by", "kind", "phase"], rows)
+        else:
+            lines += ["No file of its own: its phases work by commands (see the steps).", ""]
     return lines
 
 

@@ -1,0 +1,44 @@
+"""The packages each phase relies on: every phase has its list, and setup.sh installs them all."""
+
+import re
+from pathlib import Path
+
+from quizstack.deploy import ROLES, packages
+from quizstack.deploy.plan import build_plan
+from quizstack.report.trace import masked_context
+from quizstack.topology import load_scenario
+
+SETUP = Path(__file__).resolve().parents[2] / "setup.sh"
+
+
+def setup_packages():
+    text = SETUP.read_text()
+    block = re.search(r"^packages=\((.*?)^\)", text, re.S | re.M).group(1)
+    return {word for line in block.splitlines() for word in line.split("#")[0].split()}
+
+
+def _phases(name):
+    topo = load_scenario(name)
+    plan = build_plan(topo)
+    return [p for role in ROLES for p in role.phases(plan, masked_context(topo))]
+
+
+def test_every_phase_of_both_scenarios_has_its_packages():
+    keys = {p.key for name in ("pfinal", "complete") for p in _phases(name)}
+    assert keys <= set(packages.PACKAGES), f"no package list for {sorted(keys - set(packages.PACKAGES))}"
+
+
+def test_setup_sh_installs_every_package_the_roles_rely_on():
+    named = set(packages.BASE) | {p for found in packages.PACKAGES.values() for p in found}
+    missing = named - setup_packages()
+    assert not missing, f"setup.sh does not install {sorted(missing)}"
+
+
+def test_a_host_gets_the_packages_of_its_phases():
+    found = packages.per_host(_phases("complete"))
+    assert "patroni" in found["bbdd"] and "glusterfs-server" not in found["bbdd"]
+    assert {"haproxy", "keepalived", "netcat-openbsd"} <= set(found["lb1"])
+    assert {"nftables", "keepalived", "conntrackd"} <= set(found["fw1"])
+    assert "c1" not in found
+    pfinal = packages.per_host(_phases("pfinal"))
+    assert "keepalived" not in pfinal["lb"] and "patroni" not in pfinal["bbdd"]
