@@ -84,3 +84,96 @@ def follow(lab, plan, **kwargs):
     """Print the matching lines, then new ones as they arrive, until interrupted; the exit code."""
     argv = lab.enter_argv(plan.management.logs) + query_argv(plan, follow=True, **kwargs)
     return subprocess.run(argv, env=lab.host_env({})).returncode
+
+
+# -- measuring the logs (bench/logs, tests/lab/test_logs.py) ---------------------------
+
+# Runs on the logs host: which of the ids on stdin have a balancer line (id=ID)
+# and which a server line ([ID]) in the merged file and its rotated copies.
+_FIND_IDS = r"""
+import glob, json, re, sys
+ids = set(json.load(sys.stdin))
+balancer, server = set(), set()
+mark = re.compile(r"id=([A-Za-z0-9._:-]+)$|\[([A-Za-z0-9._:-]+)\]")
+for path in glob.glob(sys.argv[1] + "*"):
+    with open(path, errors="replace") as f:
+        for line in f:
+            for a, b in mark.findall(line.rstrip("\n")):
+                if a in ids:
+                    balancer.add(a)
+                if b in ids:
+                    server.add(b)
+print(json.dumps({"balancer": sorted(balancer), "server": sorted(server)}))
+"""
+
+
+def find_ids(lab, plan, ids):
+    """({ids with a balancer line}, {ids with a server line}) on the logs host."""
+    import json
+
+    from quizstack.deploy.render_logs import MERGED
+
+    done = lab.run(plan.management.logs, ["python3", "-c", _FIND_IDS, MERGED],
+                   input=json.dumps(sorted(ids)), timeout=300, check=False)
+    if done.returncode != 0:
+        raise QuizstackError(f"logs: looking for request ids on {plan.management.logs} failed: "
+                             f"{done.stderr.strip()[-300:]}")
+    found = json.loads(done.stdout)
+    return set(found["balancer"]), set(found["server"])
+
+
+def missing_lines(lab, plan, requests, wait=120.0, progress=None):
+    """The requests (chaos load records) whose lines are not on the logs host,
+    after waiting at most `wait` s for the backlog: {"balancer": [...], "server": [...]}.
+
+    Every request that got an answer with an id must have its balancer line;
+    every one a server answered (X-Server) its server line too.
+    """
+    import time
+
+    want_balancer = {r["id"] for r in requests if r.get("id")}
+    want_server = {r["id"] for r in requests if r.get("id") and r.get("server")}
+    deadline = time.monotonic() + wait
+    while True:
+        balancer, server = find_ids(lab, plan, want_balancer)
+        lost = {"balancer": sorted(want_balancer - balancer), "server": sorted(want_server - server)}
+        if not lost["balancer"] and not lost["server"] or time.monotonic() > deadline:
+            return lost
+        if progress:
+            progress(f"waiting for the backlog: {len(lost['balancer'])} balancer and "
+                     f"{len(lost['server'])} server lines not yet on {plan.management.logs}")
+        time.sleep(5)
+
+
+def kill_drill(lab, hold=60.0, warmup=5.0, after=10.0, rate=20.0, wait=120.0, progress=None):
+    """The logs host killed for `hold` s under the chaos load, then healed: the
+    lines the load's requests should have left, missing once the backlog is in."""
+    import time
+
+    from quizstack.chaos import runner
+    from quizstack.deploy.plan import build_plan
+
+    plan = build_plan(lab.topology)
+    if not plan.management or not plan.management.logs:
+        raise QuizstackError("logs: the scenario has no logs host")
+    settings = runner.Settings(warmup=warmup, after=after, rate=rate)
+    chaos = runner.Run(lab, "logs-kill", settings, progress)
+    chaos.require_calm()
+    try:
+        chaos.start_load(warmup + hold + after + 60)
+        time.sleep(warmup)
+        chaos.inject("kill", plan.management.logs)
+        time.sleep(hold)
+        chaos.heal(plan.management.logs)
+        healed = time.monotonic()
+        time.sleep(after)
+    finally:
+        chaos.cleanup()
+    requests, _ = chaos.records()
+    lost = missing_lines(lab, plan, requests, wait=wait, progress=progress)
+    return {"requests": len(requests), "with_id": sum(1 for r in requests if r.get("id")),
+            "answered_by_server": sum(1 for r in requests if r.get("id") and r.get("server")),
+            "lost_balancer": len(lost["balancer"]), "lost_server": len(lost["server"]),
+            "lost_examples": (lost["balancer"] + lost["server"])[:5],
+            # from the heal until every line was found (the `after` load included)
+            "all_in_after": round(time.monotonic() - healed, 1), "run": chaos.id}

@@ -114,7 +114,8 @@ def _common(host, modules):
         # Lines are never thrown away for coming fast: a burst of requests is
         # what the logs are for (rsyslog's own rate limits apply to imuxsock only).
         'module(load="imfile" mode="inotify")\n'
-        f'module(load="immark" interval="{MARK_INTERVAL}")\n'
+        # Marks go through rsyslog's own queue (not syslog(3): there is no /dev/log).
+        f'module(load="immark" interval="{MARK_INTERVAL}" use.syslogCall="off")\n'
         f"{modules}"
     )
 
@@ -144,7 +145,8 @@ def forwarder_conf(plan, host, journal=False):
         '           queue.type="LinkedList" queue.filename="to_logs" queue.size="50000"\n'
         f'           queue.maxDiskSpace="{QUEUE_DISK}" queue.saveOnShutdown="on"\n'
         '           queue.dequeueBatchSize="512"\n'
-        '           action.resumeRetryCount="-1" action.resumeInterval="1")\n'
+        '           action.resumeRetryCount="-1" action.resumeInterval="1"\n'
+        '           action.writeAllMarkMessages="on")\n'
         '}\n'
         "\n"
         f"{_naming('quizstack_forward')}"
@@ -172,9 +174,10 @@ def collector_conf(plan):
         'ruleset(name="quizstack_store" queue.type="Direct") {\n'
         '    if $.prog == "" then set $.prog = $app-name;\n'
         '    action(type="omfile" dynaFile="quizstack_per_program" template="quizstack_line"\n'
-        '           dynaFileCacheSize="200" dirCreateMode="0750" fileCreateMode="0640")\n'
+        '           dynaFileCacheSize="200" dirCreateMode="0750" fileCreateMode="0640"\n'
+        '           action.writeAllMarkMessages="on")\n'
         f'    action(type="omfile" file="{MERGED}" template="quizstack_merged"\n'
-        '           dirCreateMode="0750" fileCreateMode="0640")\n'
+        '           dirCreateMode="0750" fileCreateMode="0640" action.writeAllMarkMessages="on")\n'
         '}\n'
         "\n"
         f"{_naming('quizstack_store')}"
