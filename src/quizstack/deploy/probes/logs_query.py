@@ -103,7 +103,7 @@ def follow(merged, keep):
             f.close()
             f, pending = None, None
             continue
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def wait_for(merged, keep, wants, seconds):
