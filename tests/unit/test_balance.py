@@ -157,6 +157,7 @@ def test_a_slower_health_page_is_a_smaller_weight():
     assert agent.answer(sample(health_ms=50.0)).startswith("up 50% ")
     assert agent.answer(sample(health_ms=250.0)).startswith("up 10% ")
     assert agent.answer(sample(health_ms=1400.0)).startswith("up 2% ")
+    assert agent.answer(sample(health_ms=1500.0)).startswith("up 1% #overloaded")
 
 
 def test_a_cpu_quota_is_a_smaller_weight():
@@ -165,11 +166,16 @@ def test_a_cpu_quota_is_a_smaller_weight():
     assert agent.answer(sample(cpu_share=0.001)).startswith("up 1% ")   # never 0 (a drain)
 
 
-def test_an_overloaded_server_drains():
-    assert agent.answer(sample(health_ms=None)) == "drain #overloaded: health page no answer\n"
-    assert agent.answer(sample(health_ms=2000.0)) == "drain #overloaded: health page 2000 ms\n"
-    assert agent.answer(sample(waiting=32)) == "drain #overloaded: 32 requests waiting\n"
-    assert agent.answer(sample(waiting=31)).startswith("up ")
+def test_a_swamped_server_drains():
+    assert agent.answer(sample(health_ms=None)) == "drain #swamped: no health page in 2 s\n"
+
+
+def test_an_overloaded_server_that_still_answers_keeps_a_sliver_of_weight():
+    # Not a drain: a load every server feels would drain them all, and HAProxy answer 503.
+    assert agent.answer(sample(health_ms=2000.0)) == "up 1% #overloaded: health page 2000 ms\n"
+    assert agent.answer(sample(waiting=32)) == "up 1% #overloaded: 32 requests waiting\n"
+    assert agent.answer(sample(waiting=32), ready=True).startswith("up ready 1% ")
+    assert agent.answer(sample(waiting=31)) == "up 100% #health 4 ms\n"
 
 
 def test_a_missing_mount_is_down_whatever_the_load():
@@ -186,8 +192,8 @@ def test_an_app_not_listening_is_down():
 
 
 def test_no_fresh_measure_is_an_overload():
-    assert agent.answer(None).startswith("drain #")
-    assert agent.answer(sample(age=agent.STALE + 1)).startswith("drain #")
+    assert agent.answer(None) == "up 1% #no fresh measure\n"
+    assert agent.answer(sample(age=agent.STALE + 1)) == "up 1% #no fresh measure\n"
 
 
 # -- what the agent measures ------------------------------------------------------------------

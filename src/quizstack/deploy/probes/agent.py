@@ -9,9 +9,15 @@ HAProxy's agent protocol and closes it:
   volume is not mounted, or the media folder on it is not there or not
   readable and writable by this user (the app's), or the database the app
   uses does not accept a connection;
-- `drain #why` when it is overloaded: its own health page is not answered
-  within DRAIN_MS, or more requests wait for a worker than OVERLOAD times
-  the workers' threads;
+- `drain #why` when it is swamped: its own health page is not answered at
+  all within HEALTH_TIMEOUT (the kernel still queues connections, nothing
+  takes them);
+- `up 1% #why` when it is overloaded but answering: its health page takes
+  DRAIN_MS or more, or more requests wait for a worker than OVERLOAD times
+  the workers' threads. Not a drain: under a load every server feels at
+  once, every agent would drain its server and HAProxy would answer 503 to
+  everyone, where requests that queue are merely slow; at 1 % the server
+  gets new requests only when every other one is as busy;
 - otherwise `up N%`: a weight from what a request meets here now — the time
   this server takes to answer its health page (so the CPU it may use, the
   queue before its workers and its database round trip all count) and the
@@ -28,7 +34,7 @@ means for a request is already in the health page's time.
 
 The measuring runs in a thread every INTERVAL seconds; HAProxy gets the last
 sample at once, and a sample older than STALE seconds (a stalled volume can
-hold a `stat` for as long as the storage's timeout) is itself overload.
+hold a `stat` for as long as the storage's timeout) counts as an overload.
 `answer()` is pure and unit-tested; only the standard library is used, as the
 host's own python3 runs it.
 
@@ -50,7 +56,7 @@ import urllib.request
 INTERVAL = 0.5          # seconds between samples
 SMOOTHING = 0.5         # weight of the newest health time in the moving average
 FAST_MS = 25.0          # a health page this fast: the server has room (full weight)
-DRAIN_MS = 1500.0       # slower than this (or no answer): overloaded
+DRAIN_MS = 1500.0       # a health page slower than this: overloaded (weight 1 %)
 HEALTH_TIMEOUT = 2.0
 DB_TIMEOUT = 0.5
 OVERLOAD = 4            # requests waiting per worker thread that make an overload
@@ -66,8 +72,10 @@ def answer(sample, ready=False):
     waiting for a worker, "threads": the workers' threads in all, "cpu_share":
     the fraction of the machine's CPUs it may use (1.0 without a quota),
     "age": seconds since the sample}. `ready`: say `ready` too (see above)."""
+    up = "up ready" if ready else "up"
     if sample is None or sample.get("age", 0) > STALE:
-        return "drain #no fresh measure (the volume or the app hangs)\n"
+        # The measuring hangs (a stalled volume?): the server may still serve reads.
+        return f"{up} {MIN_WEIGHT}% #no fresh measure\n"
     if sample.get("mount"):
         return f"down #{sample['mount']}\n"
     if not sample.get("database"):
@@ -76,14 +84,15 @@ def answer(sample, ready=False):
         return "down #app not listening\n"
     health = sample.get("health_ms")
     threads = max(1, sample.get("threads", 1))
-    if health is None or health >= DRAIN_MS:
-        why = "no answer" if health is None else f"{health:.0f} ms"
-        return f"drain #overloaded: health page {why}\n"
+    if health is None:
+        return f"drain #swamped: no health page in {HEALTH_TIMEOUT:g} s\n"
+    if health >= DRAIN_MS:
+        return f"{up} {MIN_WEIGHT}% #overloaded: health page {health:.0f} ms\n"
     if sample.get("waiting", 0) >= OVERLOAD * threads:
-        return f"drain #overloaded: {sample['waiting']} requests waiting\n"
+        return f"{up} {MIN_WEIGHT}% #overloaded: {sample['waiting']} requests waiting\n"
     weight = min(1.0, FAST_MS / max(health, FAST_MS)) * min(1.0, sample.get("cpu_share", 1.0))
     percent = max(MIN_WEIGHT, min(100, round(100 * weight)))
-    return ("up ready" if ready else "up") + f" {percent}% #health {health:.0f} ms\n"
+    return f"{up} {percent}% #health {health:.0f} ms\n"
 
 
 # -- measuring ---------------------------------------------------------------------------
