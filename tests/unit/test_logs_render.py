@@ -112,7 +112,7 @@ def test_the_firewall_logs_drops_rate_limited_before_its_policy(plan):
         body = text.split(f"chain {chain} {{", 1)[1].split("}\n", 1)[0]
         lines = [line.strip() for line in body.strip().splitlines()]
         assert lines[-2].startswith("meta pkttype host tcp dport { 22, 2379, 2380, 5432, 5666, 8008, "
-                                    "24007 } limit rate 50/second burst 100 packets")
+                                    "24007 } limit rate 200/second burst 1000 packets")
         assert lines[-2].endswith('log prefix "quizstack-drop: " group 1 drop')
         assert lines[-1] == ('meta pkttype host limit rate 10/second burst 20 packets '
                              'log prefix "quizstack-drop: " group 1')

@@ -145,12 +145,12 @@ def recent_row(checker):
     m = checker.plan.management
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - RECENT))
     done = checker._run(m.logs, ["python3", "-c", _RECENT_HOSTS, rl.MERGED, since], timeout=30)
-    seen = set(done.stdout.split())
+    seen = set(done.stdout.split()) & set(m.addresses)
     silent = [h for h in m.addresses if h not in seen]
     return checker.row(
         "logs", f"every host ({len(m.addresses)}) has sent something to logs in the last minute",
         done.returncode == 0 and not silent,
-        f"silent: {', '.join(silent)}" if silent else f"{len(seen)} hosts heard since {since}Z")
+        f"silent: {', '.join(silent)}" if silent else f"all {len(seen)} heard since {since}Z")
 
 
 def logs_checks(checker):

@@ -293,8 +293,10 @@ def _drop_log(plan, input_chain=False):
     """What the policy is about to drop, logged to NFLOG group 1 (read by probes/nflog.py,
     docs/operations.md says why not the kernel's log) with a rate limit: a full
     port scan is millions of packets, which would bury everything else.
-    Attempts at the back-end ports have their own limit; the rest is sampled
-    at 10 lines a second. Broadcast and multicast (neighbours' chatter) are not logged.
+    Attempts at the back-end ports have their own limit, high enough for every
+    one of a whole scan of every address (the checks' scans from both clients
+    run beside the check that looks for one such line), still bounding a flood
+    at them; the rest is sampled at 10 lines a second. Broadcast and multicast (neighbours' chatter) are not logged.
     """
     m = plan.management
     if not m or not m.logs:
@@ -302,7 +304,7 @@ def _drop_log(plan, input_chain=False):
     log = f'log prefix "{DROP_PREFIX}" group {NFLOG_GROUP}'
     ports = ", ".join(map(str, SENSITIVE_PORTS))
     return (
-        f"        meta pkttype host tcp dport {{ {ports} }} limit rate 50/second burst 100 packets "
+        f"        meta pkttype host tcp dport {{ {ports} }} limit rate 200/second burst 1000 packets "
         f"{log} drop\n"
         f"        meta pkttype host limit rate 10/second burst 20 packets {log}\n"
     )
