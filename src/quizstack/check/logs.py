@@ -36,7 +36,7 @@ except Exception as exc:
     print(json.dumps({"error": str(exc)}))
 """
 
-# Runs on the client: SYNs to the database's port from chosen source ports, a few tenths apart.
+# Runs on the client: SYNs to the database's port from chosen source ports, a tenth apart.
 _PROBE = r"""
 import socket, sys, time
 target = (sys.argv[1], int(sys.argv[2]))
@@ -46,7 +46,7 @@ for port in map(int, sys.argv[3:]):
     s.bind(("", port))
     s.setblocking(False)
     s.connect_ex(target)
-    time.sleep(0.3)
+    time.sleep(0.1)
     s.close()
 """
 
@@ -119,7 +119,7 @@ def drop_row(checker):
     client_address = plan.lab_addresses[client][0]
     database = str(plan.database_address)
     base = 41000 + secrets.randbelow(20000)
-    ports = [str(base + i) for i in range(8)]
+    ports = [str(base + i) for i in range(4)]
     name = (f"{client}'s probe of the database's port ({database}:{plan.database_port}) is "
             "on logs as a firewall drop")
     firewalls = "|".join(map(re.escape, plan.fw_hosts))

@@ -106,28 +106,48 @@ def follow(merged, keep):
         time.sleep(0.05)
 
 
-def wait_for(merged, keep, wants, seconds):
-    """Poll the end of the merged file until every pattern matched a line; print those lines."""
+def wait_for(merged, keep, wants, seconds, back=1024 * 1024):
+    """Poll the merged file until every pattern matched a line; print those lines.
+
+    The last `back` bytes are read first (lines that arrived before this
+    started), then only what is appended, every 0.05 s; a rotation is followed.
+    """
     patterns = [re.compile(w) for w in wants]
     seen = {}
     deadline = time.monotonic() + seconds
-    offset = max(0, os.path.getsize(merged) - 4 * 1024 * 1024) if os.path.exists(merged) else 0
-    while True:
-        try:
-            with open(merged, errors="replace") as f:
-                f.seek(offset)
-                if offset:
+    f, inode, pending = None, None, b""
+    while len(seen) < len(patterns):
+        if f is None:
+            try:
+                f = open(merged, "rb")
+                inode = os.fstat(f.fileno()).st_ino
+                size = os.fstat(f.fileno()).st_size
+                if pending is not None and size > back:
+                    f.seek(size - back)
                     f.readline()
-                for line in f:
-                    if keep(line):
-                        for i, p in enumerate(patterns):
-                            if i not in seen and p.search(line):
-                                seen[i] = line.rstrip("\n")
+                pending = b""
+            except FileNotFoundError:
+                f = None
+        chunk = f.read() if f else b""
+        if chunk:
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace")
+                if keep(line):
+                    for i, p in enumerate(patterns):
+                        if i not in seen and p.search(line):
+                            seen[i] = line
+            continue
+        if time.monotonic() >= deadline:
+            break
+        try:
+            if f and os.stat(merged).st_ino != inode:
+                f.close()
+                f, pending = None, None
+                continue
         except FileNotFoundError:
             pass
-        if len(seen) == len(patterns) or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
+        time.sleep(0.05)
     for i in sorted(seen):
         print(f"{i} {seen[i]}")
     return 0 if len(seen) == len(patterns) else 1
