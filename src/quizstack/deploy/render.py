@@ -607,7 +607,14 @@ def vrrp_notify(pair, conntrackd=False):
     text = (
         "#!/bin/sh\n" + HEADER +
         "# keepalived calls: notify TYPE NAME STATE PRIORITY\n"
-        f'echo "$3" > {state}.new && mv -f {state}.new {state}\n'
+        "# keepalived does not wait for this script: two changes close together\n"
+        "# (a flap) run it twice at once, and the first one's connection-state commands\n"
+        "# could finish after the second had written its state (seen: MASTER\n"
+        "# recorded on a member back in BACKUP). So one change at a time, in the\n"
+        "# order they were started (each takes the lock as it starts).\n"
+        f"exec 9> {state}.lock\n"
+        "flock 9\n"
+        f'echo "$3" > {state}.new.$$ && mv -f {state}.new.$$ {state}\n'
     )
     if conntrackd:
         text += (
