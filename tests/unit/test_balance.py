@@ -351,3 +351,16 @@ def test_load_needs_every_agent_heard_by_the_balancer(pfinal):
     assert "s2 up (health 60 ms), weight 40" in row.detail
     silent = heard.replace("s3,UP,100,L7OK", "s3,UP,100,L4CON")
     assert not balancing_row(plan, counts, silent).ok
+
+
+def test_an_agent_not_asked_yet_is_awaited_then_judged(pfinal):
+    plan = dataclasses.replace(pfinal, balance="load")
+    fresh = stat(("s1", 100, "L7OK", "up (health 3 ms)"), ("s2", 100, "L7OK", "up (health 3 ms)"),
+                 ("s3", 100, "INI", ""))
+    lab = FakeLab({"s1": 10, "s2": 10, "s3": 10}, fresh)
+    from quizstack.check import Checker
+
+    checker = Checker(lab, plan)
+    started = time.monotonic()
+    heard, shown = checker._agents_heard(wait=0.5)
+    assert not heard and "s3 INI" in shown and time.monotonic() - started >= 0.5

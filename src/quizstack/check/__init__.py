@@ -21,6 +21,7 @@ from quizstack.errors import CheckError
 # The service's own accounts; the check logs in like the examiner would.
 CHECK_USER = ("admin", "1234")
 BALANCE_PER_SERVER = 10
+AGENT_FIRST_ANSWER = 3.0    # seconds a fresh HAProxy may take to ask every load agent once
 # nmap's wait for an answer in the lab, where answers take well under 1 ms.
 QUICK_RTT = ("--initial-rtt-timeout", "50ms", "--max-rtt-timeout", "200ms")
 # Common ports and the services of the roles (SSH, HTTP, PostgreSQL, gunicorn,
@@ -245,14 +246,25 @@ class Checker:
             detail += f"; agents: {agents}"
         return [self.row("balancing", name, ok, detail)]
 
-    def _agents_heard(self):
-        """(every balancer hears every server's agent, what they hear), from HAProxy's stats."""
+    def _agents_heard(self, wait=AGENT_FIRST_ANSWER):
+        """(every balancer hears every server's agent, what they hear), from HAProxy's stats.
+
+        Right after a deployment HAProxy may not have asked an agent yet
+        (status INI): that is awaited, `wait` seconds at most (agent-inter 1s).
+        """
         from quizstack.stack import _HAPROXY_STAT
 
         heard, shown = True, []
         for lb in self.plan.lb_hosts:
-            done = self._run(lb, ["python3", "-c", _HAPROXY_STAT], timeout=20)
-            agents = parse_haproxy_agents(done.stdout, "quiz_servers")
+            deadline = time.monotonic() + wait
+            while True:
+                done = self._run(lb, ["python3", "-c", _HAPROXY_STAT], timeout=20)
+                agents = parse_haproxy_agents(done.stdout, "quiz_servers")
+                asked = all(agents.get(b.name, ("",))[0] not in ("", "INI")
+                            for b in self.plan.backends)
+                if asked or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
             for b in self.plan.backends:
                 status, weight, last = agents.get(b.name, ("none", "?", ""))
                 heard = heard and status == "L7OK"
