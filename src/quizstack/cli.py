@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from quizstack.errors import CommandError, QuizstackError
 
@@ -496,8 +497,6 @@ def _chaos_run(lab, args):
 
 
 def _run_records(result):
-    from pathlib import Path
-
     requests, acks = [], []
     for path in sorted(Path(result["folder"]).glob("*.jsonl")):
         for line in path.read_text().splitlines():

@@ -14,6 +14,7 @@ from quizstack import cli, scale, stack
 from quizstack.chaos import runner
 from quizstack.check import parse_haproxy_stat
 from quizstack.deploy.plan import build_plan
+from quizstack.topology.scale import scaled_text
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts)")
 
@@ -42,7 +43,7 @@ def test_a_bad_count_fails_in_one_line_before_anything_changes(complete, capsys)
     assert [h.name for h in lab.topology.with_role("web")] == ["s1", "s2", "s3"]
 
 
-def test_scale_out_and_back_in_under_load_fails_no_request(complete):
+def test_scale_out_and_back_in_under_load_fails_no_request(complete, tmp_path):
     lab, first = complete
     out = scale.under_load(lab, 4, LOAD)
     summary = out["summary"]
@@ -61,8 +62,17 @@ def test_scale_out_and_back_in_under_load_fails_no_request(complete):
     assert [h.name for h in lab.topology.with_role("web")] == ["s1", "s2", "s3", "s4"]
     assert all(set(found) == {"s1", "s2", "s3", "s4"} for found in servers_up(lab).values())
 
+    # A scenario file with one more server (s5), given to up: converged to.
+    text, added, _ = scaled_text(lab.scenario_text, lab.topology, "web", 5)
+    assert added == ["s5"]
+    path = tmp_path / "five.toml"
+    path.write_text(text)
+    assert cli.main(["up", str(path), "--lab", lab.name, "--port", port, "--no-check"]) == 0
+    assert [h.name for h in lab.topology.with_role("web")] == ["s1", "s2", "s3", "s4", "s5"]
+    assert all(set(found) == {"s1", "s2", "s3", "s4", "s5"} for found in servers_up(lab).values())
+
     back = scale.under_load(lab, 3, LOAD)
-    assert back["removed"] == ["s4"] and back["lost"] == []
+    assert back["removed"] == ["s4", "s5"] and back["lost"] == []
     assert back["summary"]["failed"] == 0, back["summary"]["kinds"]
     assert all(set(found) == {"s1", "s2", "s3"} for found in servers_up(lab).values())
     assert "s4" not in lab.status()["hosts"][-1]["name"]
