@@ -97,3 +97,9 @@ def test_the_roles_deploy_over_ssh_and_pass_every_check(ssh_lab, capsys):
 
     assert cli.main(argv) == 0
     assert "deploy: no change" in capsys.readouterr().out
+    # No SSH connection outlives its deployment (each kept a polling thread).
+    import threading
+
+    import paramiko
+
+    assert not [t for t in threading.enumerate() if isinstance(t, paramiko.Transport) and t.is_alive()]

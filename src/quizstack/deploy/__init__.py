@@ -133,6 +133,45 @@ def schedule(phases):
 
 
 def _run_stage(stage, plan, context, targets, target_data):
+    """One stage on its hosts; the connections are closed whatever happens.
+
+    Left open, every SSH connection keeps a paramiko thread (and, through a
+    jump, a ProxyCommand process) polling for the life of the process: after
+    a few deployments over SSH, a hundred such threads starved the rest of it.
+    """
+    from pyinfra.api.connect import disconnect_all
+
+    holder = {}
+    try:
+        return _run_stage_connected(stage, plan, context, targets, target_data, holder)
+    finally:
+        if "state" in holder:
+            _disconnect(holder["state"], disconnect_all)
+
+
+def _disconnect(state, disconnect_all):
+    try:
+        disconnect_all(state)
+    except Exception:       # noqa: BLE001 - closing is best effort; the result stands
+        pass
+    # pyinfra's SSH connector forgets its file transfers on disconnect but
+    # keeps the client: closed here, with its transport and its ProxyCommand.
+    transports = []
+    for host in state.inventory:
+        client = getattr(getattr(host, "connector", None), "client", None)
+        if client is not None:
+            try:
+                transports.append(client.get_transport())
+                client.close()
+            except Exception:   # noqa: BLE001
+                pass
+    # Each transport's thread ends within moments of its close.
+    for transport in transports:
+        if transport is not None:
+            transport.join(timeout=2)
+
+
+def _run_stage_connected(stage, plan, context, targets, target_data, holder):
     # pyinfra is imported here: the pure parts (plan, render) stay importable without it.
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all
@@ -148,6 +187,7 @@ def _run_stage(stage, plan, context, targets, target_data):
     names = [(targets[h], dict(target_data.get(h, {}), scenario_host=h)) for h in phase_of]
     inventory = Inventory((names, {}))
     state = State(inventory=inventory, config=Config(), check_for_changes=False)
+    holder["state"] = state
     where = " + ".join(phase.key for phase in stage)
     try:
         connect_all(state)
