@@ -24,13 +24,13 @@ def free_port():
 
 
 @pytest.fixture(scope="session")
-def deployed():
+def lab_state_root():
+    """One state root for every lab of the session (each has its own name),
+    set in QUIZSTACK_STATE_ROOT for the tests' command-line calls and put
+    back at the end. One root for all: a second root set by a second lab's
+    fixture would send the first lab's commands to the wrong place."""
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (namespaces, mounts)")
-    from quizstack import stack
-    from quizstack.lab import Lab
-    from quizstack.topology import load_scenario
-
     previous = os.environ.get("QUIZSTACK_STATE_ROOT")
     # Not under /tmp: hosts then see the machine's /tmp (copy-on-write), and with
     # it this checkout and its .venv if the checkout lives there; the app servers
@@ -38,13 +38,9 @@ def deployed():
     os.makedirs(SERVICE_STATE_PARENT, exist_ok=True)
     root = tempfile.mkdtemp(prefix="state-", dir=SERVICE_STATE_PARENT)
     os.environ["QUIZSTACK_STATE_ROOT"] = root
-    lab = Lab(f"sv{os.getpid() % 100000}", topology=load_scenario("pfinal"))
     try:
-        started = time.monotonic()
-        result = stack.up(lab, port=free_port())
-        yield lab, result, time.monotonic() - started
+        yield root
     finally:
-        lab.destroy()
         shutil.rmtree(root, ignore_errors=True)
         try:
             os.rmdir(SERVICE_STATE_PARENT)
@@ -54,3 +50,18 @@ def deployed():
             os.environ.pop("QUIZSTACK_STATE_ROOT", None)
         else:
             os.environ["QUIZSTACK_STATE_ROOT"] = previous
+
+
+@pytest.fixture(scope="session")
+def deployed(lab_state_root):
+    from quizstack import stack
+    from quizstack.lab import Lab
+    from quizstack.topology import load_scenario
+
+    lab = Lab(f"sv{os.getpid() % 100000}", topology=load_scenario("pfinal"))
+    try:
+        started = time.monotonic()
+        result = stack.up(lab, port=free_port())
+        yield lab, result, time.monotonic() - started
+    finally:
+        lab.destroy()

@@ -6,9 +6,7 @@ healthy (faults healed, services running) for the next.
 """
 
 import os
-import shutil
 import socket
-import tempfile
 
 import pytest
 
@@ -23,24 +21,13 @@ def free_port():
 
 
 @pytest.fixture(scope="session")
-def complete():
+def complete(lab_state_root):
     """(lab, the UpResult of its first `up`, checks included)."""
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root (namespaces, mounts)")
     from quizstack.lab import Lab
 
-    os.makedirs("/srv/quizstack-tests", exist_ok=True)
-    root = tempfile.mkdtemp(prefix="complete-", dir="/srv/quizstack-tests")
-    previous = os.environ.get("QUIZSTACK_STATE_ROOT")
-    os.environ["QUIZSTACK_STATE_ROOT"] = root
     lab = Lab(f"cx{os.getpid() % 100000}", topology=load_scenario("complete"))
     try:
         result = stack.up(lab, port=free_port())
         yield lab, result
     finally:
         lab.destroy()
-        shutil.rmtree(root, ignore_errors=True)
-        if previous is None:
-            os.environ.pop("QUIZSTACK_STATE_ROOT", None)
-        else:
-            os.environ["QUIZSTACK_STATE_ROOT"] = previous

@@ -124,6 +124,7 @@ class Lab:
         self._topology = topology
         # Whether the topology came from the lab's own copy of its scenario.
         self._own_topology = topology is None
+        self._topology_stamp = None     # (mtime, size) of the copy the topology was read from
         self._lock_fd = None
         self._forward_proc = None
 
@@ -170,6 +171,14 @@ class Lab:
 
     @property
     def topology(self) -> Topology:
+        """The lab's scenario. Read from the lab's own copy, and read again when
+        the copy changed (another command scaled the lab since)."""
+        if self._own_topology and self._scenario_copy.exists():
+            stamp = self._scenario_copy.stat()
+            stamp = (stamp.st_mtime_ns, stamp.st_size)
+            if stamp != self._topology_stamp:
+                self._topology = None
+                self._topology_stamp = stamp
         if self._topology is None:
             st = self._require_state()
             text = self._scenario_copy.read_text()
