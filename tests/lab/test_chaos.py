@@ -172,6 +172,19 @@ def test_faults_by_hand_on_the_command_line(complete, capsys):
 # -- the replicated database ---------------------------------------------------------------
 
 
+def settled_primary(lab, plan, timeout=60.0):
+    """The database primary once the service has converged; fails saying what is left."""
+    seconds, left = watch.wait_converged(lab, plan, timeout=timeout)
+    assert not left, f"not converged after {seconds:.0f} s: {left}"
+    return watch.database_primary(lab, plan)
+
+
+def converged(events_list):
+    """The run's own verdict on convergence, as an assertion message when it is missing."""
+    kinds = {e["kind"]: e for e in events_list}
+    return "converged" in kinds, kinds.get("stuck", {}).get("label", "no 'converged' event")
+
+
 def no_server_error(records):
     """The app never answered a 500: a database outage is a 503 with Retry-After."""
     return [r for r in records if r.get("status") and r["status"] >= 500 and r["status"] != 503]
@@ -180,7 +193,7 @@ def no_server_error(records):
 def test_db_kill_fails_over_within_ten_seconds_and_loses_no_write(complete):
     lab, _ = complete
     plan = build_plan(lab.topology)
-    before = watch.database_primary(lab, plan)
+    before = settled_primary(lab, plan)
     # Held longer than the lease (6 s), so the standby takes over before the heal.
     result, records, events = experiment(lab, "db-kill", hold=12.0)
     summary = result["summary"]
@@ -190,6 +203,8 @@ def test_db_kill_fails_over_within_ten_seconds_and_loses_no_write(complete):
     assert result["lost"] == [] and summary["acks"]["quiz"] > 0
     assert not no_server_error(records)
     # The old primary came back by itself as the standby (pg_rewind, no step by hand).
+    ok, why = converged(result["events"])
+    assert ok, why
     after = watch.database_primary(lab, plan)
     assert after not in (None, before)
     assert not watch.problems(lab, plan)
@@ -198,14 +213,16 @@ def test_db_kill_fails_over_within_ten_seconds_and_loses_no_write(complete):
 def test_db_cut_the_cut_primary_accepts_no_write_and_nothing_is_lost(complete):
     lab, _ = complete
     plan = build_plan(lab.topology)
-    before = watch.database_primary(lab, plan)
+    before = settled_primary(lab, plan)
     result, records, events = experiment(lab, "db-cut", hold=12.0)
     assert result["target"] == before and "detect" in events
     # The cut primary stepped down once its lease was over (ttl 6 s + a loop or two).
     assert events["fenced"] - events["inject"] <= 12.0
     assert result["lost"] == []
     assert not no_server_error(records)
-    assert watch.database_primary(lab, plan) not in (None, before)
+    ok, why = converged(result["events"])
+    assert ok, why
+    assert settled_primary(lab, plan) not in (None, before)
 
 
 def test_the_accounting_catches_writes_lost_by_an_asynchronous_failover(complete):
@@ -214,7 +231,8 @@ def test_the_accounting_catches_writes_lost_by_an_asynchronous_failover(complete
     them, and the experiment must say so."""
     lab, _ = complete
     plan = build_plan(lab.topology)
-    primary = watch.database_primary(lab, plan)
+    primary = settled_primary(lab, plan)
+    assert primary, "no running leader"
     standby = next(h for h in plan.database_hosts if h != primary)
     patronictl = ["patronictl", "-c", "/etc/patroni/config.yml"]
     primary_address = str(plan.database_addresses[plan.database_hosts.index(primary)])
@@ -262,7 +280,7 @@ def test_the_accounting_catches_writes_lost_by_an_asynchronous_failover(complete
 def test_db_switchover_costs_no_read_and_pauses_writes_briefly(complete):
     lab, _ = complete
     plan = build_plan(lab.topology)
-    before = watch.database_primary(lab, plan)
+    before = settled_primary(lab, plan)
     result, records, events = experiment(lab, "db-switchover")
     reads = [r for r in records if r["kind"] in ("list", "show", "play", "check", "form")]
     assert reads and all(r["ok"] for r in reads), [r for r in reads if not r["ok"]][:3]
