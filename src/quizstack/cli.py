@@ -387,6 +387,8 @@ def cmd_export(args):
 
     topo = load_scenario(args.scenario)
     plan = build_plan(topo)
+    if args.target == "compose":
+        return _export_compose(args, topo, plan)
     options = kubernetes.Options(**{k: v for k, v in (
         ("image", args.image), ("namespace", args.namespace), ("host", args.host),
         ("ingress_class", args.ingress_class), ("storage_class", args.storage_class)) if v})
@@ -407,6 +409,61 @@ def cmd_export(args):
     print(f"kubernetes manifests of {topo.name} in {args.output}: create the secrets with "
           f"{os.path.join(args.output, 'create-secrets.sh')}, then kubectl apply -f {args.output}")
     return 0
+
+
+def _export_compose(args, topo, plan):
+    from quizstack.export import compose
+
+    options = compose.Options(**{k: v for k, v in (("name", args.name), ("port", args.port))
+                                 if v is not None})
+    # A bundled scenario by its name; a file by its full path (the runner reads it again).
+    scenario = args.scenario if not args.scenario.endswith(".toml") else os.path.abspath(args.scenario)
+    compose.write(args.output, topo, plan, options, scenario=scenario)
+    print(f"compose project {compose.project_name(topo, options)} of {topo.name} in {args.output}: "
+          f"quizstack compose up {args.output} (secrets in {os.path.join(args.output, 'secrets')}, 0600)")
+    return 0
+
+
+def cmd_compose(args):
+    import time
+
+    from quizstack.export.compose_run import Project
+
+    project = Project(args.dir)
+    progress = lambda line: print(f"  {line}", flush=True)
+    if args.action == "up":
+        started = time.monotonic()
+        found = project.up(progress)
+        print(f"compose {project.name}: up, {len(found['containers'])} containers healthy "
+              f"({time.monotonic() - started:.1f} s)")
+        failed = 0
+        if not args.no_check:
+            failed = _print_compose_checks(project)
+        print(f"QUIZ is served at {found['url']} inside network namespace {found['netns']} "
+              f"(e.g. nsenter --net={project.netns_path} curl {found['url']})")
+        return 1 if failed else 0
+    if args.action == "check":
+        return 1 if _print_compose_checks(project, as_json=args.json) else 0
+    if args.action == "logs":
+        print(project.logs(args.tail), end="")
+        return 0
+    started = time.monotonic()
+    removed = project.down(progress)
+    print(f"compose {project.name}: down ({time.monotonic() - started:.1f} s): "
+          + (", ".join(removed) if removed else "nothing was left"))
+    return 0
+
+
+def _print_compose_checks(project, as_json=False):
+    rows = project.check()
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        for r in rows:
+            print(f"  {'PASS' if r.ok else 'FAIL'} {r.seconds:6.1f} s  {r.group}: {r.name:<70}  {r.detail}")
+        failed = sum(not r.ok for r in rows)
+        print(f"check: {len(rows) - failed} passed, {failed} failed")
+    return sum(not r.ok for r in rows)
 
 
 def cmd_report(args):
@@ -632,6 +689,30 @@ def build_parser():
     k8s.add_argument("--crd", action="append", default=[], metavar="FILE",
                      help="CRDs (YAML) to validate custom resources against, e.g. CloudNativePG's")
     k8s.set_defaults(func=cmd_export)
+    cp = ex_sub.add_parser("compose", help="a Docker Compose project (run it with `quizstack compose up DIR`)")
+    cp.add_argument("scenario", help="bundled scenario name or .toml file")
+    cp.add_argument("--output", "-o", required=True, metavar="DIR")
+    cp.add_argument("--name", help="the Compose project's name (default quiz-<scenario>)")
+    cp.add_argument("--port", type=int, help="the published port on 127.0.0.1 (8080)")
+    cp.set_defaults(func=cmd_export)
+    co = sub.add_parser("compose", help="run a Compose export here: a Docker daemon of its own, "
+                                        "in a network namespace")
+    co_sub = co.add_subparsers(dest="action", metavar="ACTION")
+    co_sub.required = True
+    for action, text in (("up", "start the daemon, build the image, docker-compose up, wait "
+                                "healthy, check"),
+                         ("check", "the HTTP checks: balancing, the image shared, the database"),
+                         ("logs", "the containers' logs"),
+                         ("down", "remove everything up made: containers, volumes, daemon, namespace")):
+        a = co_sub.add_parser(action, help=text)
+        a.add_argument("dir", metavar="DIR", help="the directory `export compose` wrote")
+        a.set_defaults(func=cmd_compose)
+        if action == "up":
+            a.add_argument("--no-check", action="store_true", help="skip the checks at the end")
+        if action == "check":
+            a.add_argument("--json", action="store_true", help="machine-readable output")
+        if action == "logs":
+            a.add_argument("--tail", default="100", help="lines per container (100; all)")
     rp = lab_command("report", cmd_report, "the deliverable: architecture, hosts, packages, files, "
                                            "steps, checks, weak points (Markdown and HTML)")
     rp.add_argument("scenario", nargs="?", help="scenario (default: the --lab's, else "
