@@ -17,6 +17,7 @@ packages=(
     patroni etcd-server etcd-client
     nagios4 nagios-nrpe-server nagios-nrpe-plugin monitoring-plugins apache2 apache2-utils
     rsyslog rsyslog-relp
+    docker.io docker-compose mmdebstrap
 )
 missing=()
 for p in "${packages[@]}"; do
