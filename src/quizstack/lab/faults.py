@@ -193,6 +193,13 @@ def inject(lab, st: dict, kind: str, host: str, params: dict) -> dict:
 def _apply_kill(lab, fault, init):
     host = fault["host"]
     _set_links(lab, [host], up=False)
+    if init.get("system"):
+        from quizstack.lab import systemhosts
+
+        if systemhosts.power_cut(init, KILL_TIMEOUT):
+            raise LabError(f"lab {lab.name}: host {host}: processes still alive "
+                           f"{KILL_TIMEOUT:.0f} s after SIGKILL")
+        return
     procs.signal_record(init, signal.SIGKILL)
     # A task frozen by the v1 freezer acts on SIGKILL only once thawed. Thawing
     # after the signal is queued means the init dies as soon as it runs, and

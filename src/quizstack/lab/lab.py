@@ -30,6 +30,7 @@ from pathlib import Path
 
 from quizstack.errors import CommandError, LabError
 from quizstack.lab import faults as faultlib, plan, procs, render, state as statefile
+from quizstack.lab import systemhosts
 from quizstack.lab.boot import HOST_ENV, TREES, prepare_layers
 from quizstack.topology import Topology, parse_scenario
 
@@ -430,9 +431,17 @@ class Lab:
             return
         self._kill_stray_inits([h.name for h in todo])
         for host in todo:
-            self._write_boot_files(topo, host)
             statefile.add_created(st, {"kind": "init", "host": host.name})
         self._save(st)
+        systems = [h for h in todo if h.system]
+        todo = [h for h in todo if not h.system]
+        if systems:
+            booted = systemhosts.boot(self, topo, st, systems, progress)
+            systemhosts.wait_booted(self, booted, progress)
+        if not todo:
+            return
+        for host in todo:
+            self._write_boot_files(topo, host)
         boot_plan = {
             "sysctls": [{"netns": plan.netns_path(plan.lab_netns(self.name)),
                          "path": f"/proc/sys/net/bridge/{key}", "value": "0"}
@@ -512,9 +521,24 @@ class Lab:
             faultlib.heal(self, st, boot=False, progress=progress)
             self._kill_forward(st, keep_wanted=True)
             running = {h: r for h in self.topology.hosts if (r := self._running(h))}
+            systemhosts.close_door(self, st)
+            self._save(st)
             if not running:
                 progress("hosts: none running")
                 return
+            systems = {h: r for h, r in running.items() if r.get("system")}
+            if systems:
+                # Whole systems power off with systemd's own shutdown, in parallel.
+                left = systemhosts.stop(list(systems.values()))
+                if left:
+                    progress(f"hosts: {len(left)} systems did not power off, cutting their power")
+                    for rec in left:
+                        systemhosts.power_cut(rec, KILL_TIMEOUT)
+                for host in systems:
+                    progress(f"host {host}: powered off")
+                running = {h: r for h, r in running.items() if h not in systems}
+                if not running:
+                    return
             # supervisord stops its programs cleanly on SIGTERM, then exits; as
             # PID 1 its exit takes down whatever is left in the host.
             for rec in running.values():
@@ -568,7 +592,9 @@ class Lab:
             faultlib.thaw_all(st)
             self._kill_forward(st, keep_wanted=False)
             inits = [r for e in statefile.created(st, "init") if (r := self._init_record(e["host"]))]
-            left = procs.kill_all(inits, KILL_TIMEOUT)
+            left = [x for r in inits if r.get("system")
+                    for x in systemhosts.power_cut(r, KILL_TIMEOUT)]
+            left += procs.kill_all([r for r in inits if not r.get("system")], KILL_TIMEOUT)
             if left:
                 raise LabError(f"lab {self.name}: init pids {[r['pid'] for r in left]} will not die")
             if inits:
@@ -579,7 +605,8 @@ class Lab:
             strays = self._kill_in_netns(netns)
             if strays:
                 progress(f"processes: {len(strays)} more killed in the lab's namespaces")
-            cgroups = faultlib.remove_cgroups(self, st)
+            systemhosts.close_door(self, st)
+            cgroups = faultlib.remove_cgroups(self, st) + systemhosts.remove_cgroups(st)
             if cgroups:
                 self._save(st)
                 progress(f"cgroups: {cgroups} removed")
@@ -640,6 +667,8 @@ class Lab:
         rec = self._running(host)
         if rec is None:
             raise LabError(f"lab {self.name}: host {host} is not running (`quizstack start`)")
+        if rec.get("system"):
+            return systemhosts.init_pid(self, host, rec)
         return rec["pid"]
 
     def enter_argv(self, host: str) -> list[str]:

@@ -43,9 +43,10 @@ MAX_NETWORK_NAME = 12
 MAX_INTERFACES = 99
 
 TOP_KEYS = {"scenario", "networks", "hosts", "floating"}
-SCENARIO_KEYS = {"name", "description"}
+SCENARIO_KEYS = {"name", "description", "hosts"}
 NETWORK_KEYS = {"subnet", "description"}
-HOST_KEYS = {"roles", "forward", "interfaces", "routes", "description"}
+HOST_KEYS = {"roles", "forward", "interfaces", "routes", "description", "kind"}
+HOST_KINDS = ("namespace", "system")
 INTERFACE_KEYS = {"network", "address", "name"}
 ROUTE_KEYS = {"to", "via"}
 FLOATING_KEYS = {"hosts", "addresses", "vrid", "description"}
@@ -159,9 +160,10 @@ class _Builder:
         self.keys(meta, SCENARIO_KEYS, "[scenario]")
         name = self.string(meta.get("name", self.default_name), "[scenario] name")
         description = self.string(meta.get("description", ""), "[scenario] description")
+        default_kind = self.kind(meta.get("hosts", "namespace"), "[scenario] hosts")
 
         networks = self.networks(self.table(data.get("networks", {}), "[networks]"))
-        hosts = self.hosts(self.table(data.get("hosts", {}), "[hosts]"), networks)
+        hosts = self.hosts(self.table(data.get("hosts", {}), "[hosts]"), networks, default_kind)
         floating = self.floating(self.table(data.get("floating", {}), "[floating]"),
                                  networks, hosts)
         topo = Topology(name=name, source=self.source, networks=networks, hosts=hosts,
@@ -193,7 +195,13 @@ class _Builder:
                                      description=self.string(spec.get("description", ""), what))
         return networks
 
-    def hosts(self, table: dict, networks: dict[str, Network]) -> dict[str, Host]:
+    def kind(self, value, what) -> str:
+        if value not in HOST_KINDS:
+            self.fail(what, f"unknown kind of host {value!r} (known: {', '.join(HOST_KINDS)})")
+        return value
+
+    def hosts(self, table: dict, networks: dict[str, Network],
+              default_kind: str = "namespace") -> dict[str, Host]:
         if not table:
             self.fail("[hosts]", "no host defined")
         hosts: dict[str, Host] = {}
@@ -220,7 +228,8 @@ class _Builder:
             routes = self.routes(spec.get("routes", []), what, interfaces, networks)
             hosts[name] = Host(name=name, roles=tuple(roles), forward=forward,
                                interfaces=interfaces, routes=routes,
-                               description=self.string(spec.get("description", ""), what))
+                               description=self.string(spec.get("description", ""), what),
+                               kind=self.kind(spec.get("kind", default_kind), f"{what}: kind"))
         return hosts
 
     def interfaces(self, items, what, host, networks, used) -> list[Interface]:

@@ -49,6 +49,12 @@ class Host:
     interfaces: list[Interface] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     description: str = ""
+    kind: str = "namespace"   # "namespace": shares the machine's /usr; "system": a whole Debian
+
+    @property
+    def system(self) -> bool:
+        """True for a full-system host (its own Debian, systemd as init)."""
+        return self.kind == "system"
 
     def address_on(self, network: str) -> IPv4Address:
         """This host's address on a network; ScenarioError if it has none there."""
