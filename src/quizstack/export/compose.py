@@ -369,7 +369,7 @@ def write(directory, topology, plan, options=Options(), scenario=None):
     for relative, text in texts.items():
         path = os.path.join(directory, relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
+        with open(path, "w", newline="") as f:      # byte for byte (the 503 page is CRLF)
             f.write(text)
         if relative.startswith("image/bin/"):
             os.chmod(path, 0o755)
