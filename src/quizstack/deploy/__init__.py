@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from quizstack.deploy import access, db, fw, lb, logs, monitoring, ops, storage, web
+from quizstack.deploy import access, db, fw, install, lb, logs, monitoring, ops, storage, web
 from quizstack.deploy.plan import build_plan
 from quizstack.deploy.roles import Context
 from quizstack.errors import DeployError
@@ -71,6 +71,8 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
     context = Context(secrets=secrets, venv=venv, keys=keys)
     ops.MANAGED.clear()
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
+    # First, on every host: what the phases after it need installed.
+    phases = [p for p in [install.phase(phases)] if p] + phases
     if only is not None:
         phases = restrict(phases, set(only))
     needed = {h for phase in phases for h in phase.hosts}

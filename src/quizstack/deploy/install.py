@@ -1,0 +1,54 @@
+"""The first phase of every deployment: the Debian packages each host needs.
+
+What a host needs follows from the phases that will run on it (packages.py).
+A host whose init is systemd (a real Debian host, or a full-system lab host)
+gets them with apt, through whatever proxy its apt is configured with; a
+second run finds them installed and changes nothing. A namespace lab host
+shares the machine's /usr, where setup.sh installed them: there the phase
+only verifies, and a missing package is a clear error before any role runs.
+"""
+
+from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.operations import apt
+
+from quizstack.deploy import ops, packages
+from quizstack.deploy.roles import Phase, scenario_host
+from quizstack.errors import DeployError
+
+ROLE = "packages"
+APT_CACHE_SECONDS = 6 * 3600
+
+
+class Installed(FactBase):
+    """Which of some Debian packages are installed (dpkg's own status)."""
+
+    def command(self, names):
+        listed = " ".join(names)
+        return f"dpkg-query -W -f='${{Package}} ${{Status}}\\n' {listed} 2>/dev/null || true"
+
+    def process(self, output):
+        return {line.split()[0] for line in output
+                if line.strip().endswith("install ok installed")}
+
+
+def phase(phases):
+    """The packages phase for the hosts of the other phases (None if there are none)."""
+    wanted = packages.per_host(phases)
+    if not wanted:
+        return None
+
+    def add_ops(plan, context):
+        name = scenario_host()
+        needed = list(wanted.get(name, packages.BASE))
+        if host.get_fact(ops.InitSystem) == "systemd":
+            apt.packages(name=f"Debian packages: {', '.join(needed)}", packages=needed,
+                         update=True, cache_time=APT_CACHE_SECONDS, no_recommends=True)
+            return
+        have = host.get_fact(Installed, names=needed)
+        missing = [p for p in needed if p not in have]
+        if missing:
+            raise DeployError(f"host {name}: Debian packages missing: {', '.join(missing)} "
+                              "(lab hosts share the machine's: run ./setup.sh)")
+
+    return Phase(ROLE, "install", tuple(wanted), add_ops)
