@@ -41,6 +41,12 @@ def _cmdline(pid):
         return ""       # gone meanwhile
 
 
+def _inspect(project, container, fmt):
+    from quizstack.export.compose_run import DOCKER
+
+    return project.run("docker inspect", [DOCKER, "inspect", "-f", fmt, container]).stdout.strip()
+
+
 def _mounts():
     return Path("/proc/self/mountinfo").read_text()
 
@@ -85,7 +91,23 @@ def test_the_compose_export_serves_quiz_balanced_with_the_image_shared_and_leave
         assert not failed, failed
         shown = {r.group + ": " + r.name: r.detail for r in rows}
         assert shown["balancing: 30 requests from c1 spread round-robin"].startswith("s1/s2/s3: 10/10/10")
-        assert len(rows) == 4
+        assert len(rows) == 5
+
+        # The restart policy: s2's server dies (its main process killed), Docker starts it
+        # again, it turns healthy, and the balancer spreads over all three once more.
+        started = time.monotonic()
+        container = project.containers()["s2"][0]
+        pid = int(_inspect(project, container, "{{.State.Pid}}"))
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 90
+        while _inspect(project, container, "{{.RestartCount}} {{.State.Health.Status}}") != "1 healthy":
+            assert time.monotonic() < deadline, "s2 did not come back healthy"
+            time.sleep(0.5)
+        project.wait_backends_up()
+        times["s2 back"] = time.monotonic() - started
+        from quizstack.export.compose_check import run_checks
+        again = run_checks(project)[1]
+        assert again.ok and again.detail.startswith("s1/s2/s3: 10/10/10"), again.detail
     finally:
         if project is not None:
             started = time.monotonic()

@@ -51,7 +51,13 @@ def run_checks(project):
     hosts = ProjectHosts(project, plan)
     checker = Checker(hosts, plan, venv=sys.prefix, ports=None)
     checker.base = project.url.rstrip("/")
-    rows = checker.balancing()
+    checker._clock.mark = time.monotonic()
+    seen = project.backends()
+    rows = [checker.row(
+        "balancing", f"HAProxy ({project.meta['loadbalancer']}) sees every server UP",
+        set(seen) == set(plan.web_hosts) and all(v.startswith("UP") for v in seen.values()),
+        ", ".join(f"{k} {v}" for k, v in seen.items()) or "no answer")]
+    rows += checker.balancing()
     return rows + storage_and_database(checker, hosts, project)
 
 

@@ -233,6 +233,32 @@ class Project:
                                    f"(logs: quizstack compose logs {self.dir})")
             time.sleep(1)
 
+    def backends(self):
+        """{server: status} as the balancer's HAProxy sees them (its stats socket)."""
+        from quizstack.check import parse_haproxy_stat
+        from quizstack.stack import _HAPROXY_STAT
+
+        lb = self.containers().get(self.meta["loadbalancer"])
+        if not lb:
+            return {}
+        done = self.run("haproxy stat", [DOCKER, "exec", lb[0], "python3", "-c", _HAPROXY_STAT],
+                        timeout=20, check=False)
+        return parse_haproxy_stat(done.stdout, "quiz_servers")
+
+    def wait_backends_up(self, timeout=60):
+        """Until HAProxy has every server UP, as the lb role waits: healthy containers are
+        not yet a balanced service (HAProxy's checks need two answers in a row)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.backends()
+            if set(seen) == set(self.meta["servers"]) and all(v.startswith("UP") for v in seen.values()):
+                return seen
+            if time.monotonic() > deadline:
+                shown = ", ".join(f"{k} {v}" for k, v in seen.items()) or "no answer"
+                raise ComposeError(f"compose {self.name}: HAProxy does not see every server UP "
+                                   f"after {timeout} s: {shown}")
+            time.sleep(0.25)
+
     def up(self, progress=lambda _: None):
         require_tools()
         self.state.mkdir(parents=True, exist_ok=True)
@@ -243,6 +269,7 @@ class Project:
         progress(f"compose: docker-compose -p {self.name} up -d")
         self.compose("up", "-d", "--no-build", "--remove-orphans")
         seen = self.wait_healthy()
+        self.wait_backends_up()
         return {"url": self.url, "netns": self.netns, "containers": sorted(seen)}
 
     def logs(self, tail="100"):
