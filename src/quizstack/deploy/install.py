@@ -18,6 +18,15 @@ from quizstack.errors import DeployError
 
 ROLE = "packages"
 APT_CACHE_SECONDS = 6 * 3600
+# Files written before a package is installed, where its installation would
+# otherwise do what a role does its own way: PostgreSQL's package creates and
+# starts a cluster "main" on the default port, where the database role wants
+# its own cluster.
+BEFORE = {
+    "postgresql": ("/etc/postgresql-common/createcluster.d/quizstack.conf",
+                   "# Written by quizstack: the database role creates its own cluster.\n"
+                   "create_main_cluster = false\n"),
+}
 
 
 class Installed(FactBase):
@@ -42,6 +51,9 @@ def phase(phases):
         name = scenario_host()
         needed = list(wanted.get(name, packages.BASE))
         if host.get_fact(ops.InitSystem) == "systemd":
+            for package in needed:
+                if package in BEFORE:
+                    ops.config_file(*BEFORE[package], name=f"before {package}")
             apt.packages(name=f"Debian packages: {', '.join(needed)}", packages=needed,
                          update=True, cache_time=APT_CACHE_SECONDS, no_recommends=True)
             return

@@ -85,8 +85,15 @@ def prepare(lab, topo, host):
         keys.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(keys.parent, 0o700)
         _write(keys, operator.read_text(), 0o600)
-    if host.forward:
-        _write(upper / "etc/sysctl.d/60-quizstack-forward.conf", "net.ipv4.ip_forward = 1\n")
+
+
+
+def set_forwarding(lab, host):
+    """A router's forwarding, set from outside: /proc/sys is read-only in the system,
+    and the setting belongs to the lab's namespace, so it outlives the system's reboots."""
+    netns = plan.netns_path(plan.host_netns(lab.name, host.name))
+    subprocess.run(["nsenter", f"--net={netns}", "sysctl", "-q", "-w",
+                    f"net.ipv4.ip_forward={1 if host.forward else 0}"], check=True)
 
 
 def boot(lab, topo, st: dict, hosts, progress) -> dict:
@@ -96,6 +103,7 @@ def boot(lab, topo, st: dict, hosts, progress) -> dict:
     records = {}
     for host in hosts:
         prepare(lab, topo, host)
+        set_forwarding(lab, host)
         spec = system.spec_for(lab.name, host.name, lab._host_dir(host.name), base,
                                plan.netns_path(plan.host_netns(lab.name, host.name)), door_dir(lab))
         rec = dict(system.start(spec), system=True, cgroup=spec["cgroup"])
