@@ -191,3 +191,12 @@ def test_the_mirror_is_read_from_apt_sources_in_both_formats():
         "deb http://mirror.example/debian bookworm main contrib",
         "deb http://mirror.example/debian bookworm-updates main contrib",
         "deb http://mirror.example/debian-security bookworm-security main"]
+
+
+def test_the_image_gets_pyprojects_dependencies_but_the_deployments_own(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\ndependencies = [\n  "Django>=5.2,<6",\n'
+                         '  "psycopg[binary]>=3.1,<4",\n  "pyinfra>=3.10,<4",\n  "bcrypt>=4",\n]\n')
+    assert compose_image.app_requirements(pyproject) == ["Django>=5.2,<6", "psycopg[binary]>=3.1,<4"]
+    pinned = compose_image.pinned_requirements(pyproject)
+    assert pinned[0].startswith("Django==") and pinned[1].startswith("psycopg[binary]==")

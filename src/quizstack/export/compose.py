@@ -43,8 +43,9 @@ from quizstack.export.yamltext import dump_all
 # machine's mirror and imported (`docker import`); QUIZ's image is built on it.
 SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "postgresql", "haproxy")
-# What QUIZ needs at run time (pyproject's dependencies less the deployment's own).
-APP_REQUIREMENTS = ("Django", "psycopg", "psycopg-binary", "gunicorn", "Pillow")
+# The image gets pyproject.toml's dependencies but the deployment's own (they run
+# on the machine that deploys, never in a container).
+DEPLOYMENT_ONLY = ("pyinfra", "bcrypt")
 SECRETS = ("db_password", "django_secret_key")
 VENV = "/opt/quiz"
 PGDATA = "/var/lib/quiz-db/data"
@@ -145,11 +146,16 @@ def networks(topology, plan):
     return found
 
 
+# Failures in the first minutes do not count (a success counts at once): the first
+# start makes the database and migrates it, on a busy machine in more than a minute.
+START_PERIOD = "180s"
+
+
 def _health(url, interval="2s"):
     """A check from inside the container: its own server answers `url` with 2xx."""
     probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
     return {"test": ["CMD", "python3", "-c", probe], "interval": interval, "timeout": "3s",
-            "retries": 3, "start_period": "60s"}
+            "retries": 3, "start_period": START_PERIOD}
 
 
 def _attach(where):
@@ -184,7 +190,7 @@ def services(topology, plan, options):
         "healthcheck": {"test": ["CMD", "pg_isready", "-q", "-h", str(plan.database_address),
                                  "-p", str(plan.database_port), "-d", plan.database_name,
                                  "-U", plan.database_user],
-                        "interval": "2s", "timeout": "3s", "retries": 3, "start_period": "60s"},
+                        "interval": "2s", "timeout": "3s", "retries": 3, "start_period": START_PERIOD},
         "restart": "unless-stopped",
         "stop_grace_period": "30s",
         "labels": labels | {"quizstack.role": "database"},
@@ -336,7 +342,6 @@ def meta(topology, plan, options, scenario):
     return {"name": project_name(topology, options), "scenario": scenario,
             "port": options.port, "image": options.image, "base": base_tag(),
             "packages": list(BASE_PACKAGES), "suite": SUITE,
-            "requirements": list(APP_REQUIREMENTS),
             "loadbalancer": plan.lb_hosts[0], "servers": list(plan.web_hosts),
             "database": plan.database_host, "media_root": plan.media_root}
 

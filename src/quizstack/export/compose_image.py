@@ -19,10 +19,12 @@ import glob
 import hashlib
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import quizstack
@@ -131,15 +133,33 @@ def base_rootfs(progress=lambda _: None):
 # -- wheels ----------------------------------------------------------------------------------
 
 
-def pinned_requirements():
+def _name(requirement):
+    """A requirement's distribution name, extras and version left out: "psycopg[binary]>=3" → psycopg."""
+    return re.split(r"[\[<>=!~;\s]", requirement.strip(), maxsplit=1)[0]
+
+
+def app_requirements(pyproject):
+    """pyproject.toml's dependencies, the deployment's own left out, with their extras."""
+    try:
+        dependencies = tomllib.loads(Path(pyproject).read_text())["project"]["dependencies"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise CommandError("compose wheels", ["read", str(pyproject)], 1, f"no dependencies ({exc})") from None
+    skip = {n.lower() for n in compose.DEPLOYMENT_ONLY}
+    return [d for d in dependencies if _name(d).lower() not in skip]
+
+
+def pinned_requirements(pyproject=None):
     """QUIZ's run-time requirements at the versions this environment runs (what the tests ran)."""
     found = []
-    for name in compose.APP_REQUIREMENTS:
+    for requirement in app_requirements(pyproject or project_root() / "pyproject.toml"):
+        name = _name(requirement)
+        extras = re.search(r"\[[^\]]*\]", requirement)
         try:
-            found.append(f"{name}=={importlib.metadata.version(name)}")
+            version = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             raise CommandError("compose wheels", ["importlib.metadata", name], 1,
                                f"{name} is not installed in {sys.prefix} (run ./setup.sh)") from None
+        found.append(f"{name}{extras.group(0) if extras else ''}=={version}")
     return found
 
 

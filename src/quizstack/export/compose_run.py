@@ -219,6 +219,16 @@ class Project:
             found[service] = (cid, status, health)
         return found
 
+    def _unwell(self):
+        """What the containers that are not healthy last said (for an error message)."""
+        shown = []
+        for service, (cid, status, health) in sorted(self.containers().items()):
+            if health != "healthy":
+                tail = self.run("docker logs", [DOCKER, "logs", "--tail", "3", cid], check=False)
+                last = " | ".join((tail.stdout + tail.stderr).strip().splitlines()[-3:])
+                shown.append(f"{service} {status}/{health}: {last or 'no output'}")
+        return "; ".join(shown) or "every container healthy"
+
     def wait_healthy(self, timeout=HEALTHY_TIMEOUT):
         wanted = set(self.meta["servers"]) | {self.meta["loadbalancer"], self.meta["database"]}
         deadline = time.monotonic() + timeout
@@ -229,8 +239,8 @@ class Project:
             if time.monotonic() > deadline:
                 shown = ", ".join(f"{s} {seen[s][1]}/{seen[s][2]}" if s in seen else f"{s} missing"
                                   for s in sorted(wanted))
-                raise ComposeError(f"compose {self.name}: not healthy after {timeout} s: {shown} "
-                                   f"(logs: quizstack compose logs {self.dir})")
+                raise ComposeError(f"compose {self.name}: not healthy after {timeout} s: {shown}; "
+                                   f"{self._unwell()} (logs: quizstack compose logs {self.dir})")
             time.sleep(1)
 
     def backends(self):
@@ -267,7 +277,10 @@ class Project:
         self._start_dockerd(progress)
         self._images(progress)
         progress(f"compose: docker-compose -p {self.name} up -d")
-        self.compose("up", "-d", "--no-build", "--remove-orphans")
+        try:
+            self.compose("up", "-d", "--no-build", "--remove-orphans")
+        except CommandError as exc:
+            raise ComposeError(f"{exc}; {self._unwell()}") from None
         seen = self.wait_healthy()
         self.wait_backends_up()
         return {"url": self.url, "netns": self.netns, "containers": sorted(seen)}
