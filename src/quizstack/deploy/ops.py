@@ -217,7 +217,9 @@ def service(service_name, command, user=None, oneshot=False, unit=None, restart=
         enabled = host.get_fact(Succeeds, command=f"systemctl is-enabled --quiet {unit}")
         if not enabled:
             yield StringCommand("systemctl", "enable", unit)
-        if oneshot or changed and active:
+        # A one-shot unit (nftables) stays active after its run: it runs
+        # again when its files changed, not at every deployment.
+        if changed and (active or oneshot):
             yield StringCommand("systemctl", "restart", unit)
         elif not active:
             yield StringCommand("systemctl", "start", unit)
