@@ -115,12 +115,21 @@ watchdog = Watchdog()
 
 
 class BoundedConnection(psycopg.Connection):
-    """A psycopg connection whose waits a request can bound (quiz.postgres makes these)."""
+    """A psycopg connection whose waits a request can bound (quiz.postgres makes these).
+
+    It also notes when the server last answered (``answered_at``, monotonic
+    seconds): quiz.postgres skips the health check's ``SELECT 1`` on a
+    connection that answered a moment ago.
+    """
+
+    answered_at = -math.inf
 
     def wait(self, gen, *args, **kwargs):
         seconds = current_limit()
         if seconds is None:
-            return super().wait(gen, *args, **kwargs)
+            result = super().wait(gen, *args, **kwargs)
+            self.answered_at = time.monotonic()
+            return result
         token = watchdog.begin(self.pgconn.socket, seconds)
         try:
             result = super().wait(gen, *args, **kwargs)
@@ -132,4 +141,5 @@ class BoundedConnection(psycopg.Connection):
             watchdog.end(token)
             raise
         watchdog.end(token)
+        self.answered_at = time.monotonic()
         return result
