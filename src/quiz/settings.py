@@ -152,6 +152,22 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The busiest pages (the list, a quiz, playing it) render with Jinja2, from
+        # quiz/jinja2/: the same HTML at a fraction of the CPU (quiz.jinja,
+        # docs/performance.md). Compiled once per process (no auto_reload unless DEBUG).
+        "NAME": "jinja2",
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "environment": "quiz.jinja.environment",
+            "context_processors": [
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
 ]
 
 AUTH_USER_MODEL = "quiz.User"

@@ -17,6 +17,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 OVERRIDABLE = ("PUT", "DELETE")
 
+# The template engine of the busiest pages (settings.TEMPLATES, quiz.jinja): render(..., using=JINJA2).
+JINJA2 = "jinja2"
+
 
 def method_of(request):
     """The verb the client meant: POST + ``_method=PUT|DELETE`` (form or query) counts as PUT/DELETE."""

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, render
 
 from quiz.models import Quiz
 from quiz.queries import quiz_page_row, quiz_row, tip_rows
+from quiz.web import JINJA2
 
 GAME_KEY = "randomplay"
 
@@ -22,7 +23,7 @@ def play(request, quiz_id):
     quiz = quiz_page_row(quiz_id)
     if quiz is None:
         raise Http404
-    return render(request, "quiz/quizzes/play.html", {
+    return render(request, "quiz/quizzes/play.html", using=JINJA2, context={
         "quiz": quiz, "answer": request.GET.get("answer", ""), "tips": tip_rows(quiz, request.user),
     })
 

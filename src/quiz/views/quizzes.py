@@ -18,7 +18,7 @@ from quiz import once, uploads
 from quiz.models import Quiz, User
 from quiz.queries import QuizList, quiz_json, quiz_page_row, quiz_row, tip_rows
 from quiz.views.pages import remember_list_page
-from quiz.web import NUL_PROBLEM, has_nul, login_required, page_number, require, route
+from quiz.web import JINJA2, NUL_PROBLEM, has_nul, login_required, page_number, require, route
 
 
 def quiz_collection(request, format=None):
@@ -52,7 +52,7 @@ def index(request, as_json=False, author=None):
         title = "My Questions"
     else:
         title = f"Questions of {author.username}"
-    return render(request, "quiz/quizzes/index.html", {
+    return render(request, "quiz/quizzes/index.html", using=JINJA2, context={
         "page": page, "quizzes": page.items, "search": search, "searchfavourites": favourites,
         "title": title, "list_path": request.path, "logged_in": request.user.is_authenticated,
     })
@@ -148,7 +148,7 @@ def show(request, quiz_id):
     if quiz is None:
         raise Http404
     may_change = viewer is not None and (request.user.is_admin or quiz["author_id"] == viewer)
-    return render(request, "quiz/quizzes/show.html", {
+    return render(request, "quiz/quizzes/show.html", using=JINJA2, context={
         "quiz": quiz, "tips": tip_rows(quiz, request.user), "may_change": may_change, "logged_in": viewer is not None,
     })
 
