@@ -34,6 +34,7 @@ class Context:
     venv: str               # the Python environment holding quizstack and QUIZ, on every app server
     changes: dict = field(default_factory=dict)   # (host, what) -> operations a later phase reacts to
     keys: object = None     # sshkeys.Keys: the operators', ges's and the hosts' SSH keys
+    release: object = None  # ship.Release for servers that do not share our files (None: this checkout's)
 
     @property
     def app_paths(self):

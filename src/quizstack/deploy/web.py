@@ -17,7 +17,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from quizstack.deploy import ops, probes, render
+from quizstack.deploy import ops, probes, render, ship
 from quizstack.deploy.roles import PROBE_DIR, Phase, install_probe, scenario_host
 
 ENV_FILE = "/etc/quiz/quiz.env"
@@ -43,8 +43,17 @@ def phases(plan, context):
     ]
 
 
+def shares_our_files():
+    """A namespace lab host (supervisord) sees the operator's environment; others get a release."""
+    return host.get_fact(ops.InitSystem) == "supervisord"
+
+
+def _venv(context):
+    return context.venv if shares_our_files() else ship.CURRENT
+
+
 def _with_env(context, command):
-    return f"sh -c 'set -a; . {ENV_FILE}; set +a; exec {context.venv}/bin/{command}'"
+    return f"sh -c 'set -a; . {ENV_FILE}; set +a; exec {_venv(context)}/bin/{command}'"
 
 
 @operation()
@@ -123,14 +132,18 @@ def runs_as_www_data(venv):
 
 
 def add_config_ops(plan, context):
-    searchable(context.app_paths, name="app code reachable by www-data")
-    runs_as_www_data(context.venv, name="www-data can run QUIZ")
+    shipped = ()
+    if shares_our_files():
+        searchable(context.app_paths, name="app code reachable by www-data")
+    else:
+        shipped = (ship.add_ops(ship.release_for(context)),)
+    runs_as_www_data(_venv(context), name="www-data can run QUIZ")
     env = ops.config_file(ENV_FILE, render.env_file(render.app_environment(plan, context.secrets)),
                           mode="600", name="environment file")
     conf = ops.config_file(GUNICORN_CONF, render.gunicorn_conf(plan, _backend(plan)), mode="644",
                            name="gunicorn settings")
-    # The server phase restarts gunicorn if either changed.
-    context.changes[(scenario_host(), "quiz")] = (env, conf)
+    # The server phase restarts gunicorn if any changed (a new release included).
+    context.changes[(scenario_host(), "quiz")] = (env, conf) + shipped
 
 
 def add_router_ops(plan, context):
@@ -181,7 +194,7 @@ def add_server_ops(plan, context):
     if host.get_fact(ops.InitSystem) == "systemd":
         # Debian ships no unit for the app: write one (systemd reads the env file itself).
         unit = ops.config_file("/etc/systemd/system/quiz.service",
-                               render.quiz_systemd_unit(f"{context.venv}/bin/{gunicorn}", plan.mount),
+                               render.quiz_systemd_unit(f"{_venv(context)}/bin/{gunicorn}", plan.mount),
                                name="quiz.service unit")
         reload_units(unit, name="systemd daemon-reload")
         restart = tuple(restart) + (unit,)

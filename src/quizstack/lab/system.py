@@ -65,7 +65,9 @@ def nspawn_argv(spec: dict) -> list[str]:
             f"--network-namespace-path={spec['netns']}", "--resolv-conf=off",
             "--timezone=off", "--link-journal=no", "--console=pipe",
             f"--bind-ro={spec['door']}:{DOOR_DIR}",
-            "--capability=CAP_NET_ADMIN,CAP_SYS_ADMIN,CAP_SYS_RESOURCE,CAP_IPC_LOCK"]
+            "--capability=CAP_NET_ADMIN,CAP_SYS_ADMIN,CAP_SYS_RESOURCE,CAP_IPC_LOCK",
+            # FUSE, for the app servers' GlusterFS mount.
+            "--bind=/dev/fuse"]
 
 
 def _mounted(path: str) -> bool:
