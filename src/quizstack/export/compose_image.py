@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from pathlib import Path
 
@@ -122,11 +123,17 @@ def base_rootfs(progress=lambda _: None):
     target.parent.mkdir(parents=True, exist_ok=True)
     progress(f"base image: mmdebstrap {compose.SUITE} with {', '.join(compose.BASE_PACKAGES)} "
              "(once; cached)")
-    partial = target.with_suffix(".tar.partial")
-    _run("compose base image", [
-        "mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(compose.BASE_PACKAGES)}",
-        f"--customize-hook={CUSTOMIZE}", "--format=tar", compose.SUITE, str(partial), *mirror_lines()])
-    os.replace(partial, target)
+    fd, partial = tempfile.mkstemp(prefix="partial-base-", suffix=".tar", dir=target.parent)
+    os.close(fd)
+    partial = Path(partial)
+    try:
+        _run("compose base image", [
+            "mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(compose.BASE_PACKAGES)}",
+            f"--customize-hook={CUSTOMIZE}", "--format=tar", compose.SUITE, str(partial),
+            *mirror_lines()])
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target
 
 
@@ -171,14 +178,17 @@ def dependency_wheels(progress=lambda _: None):
     if target.is_dir() and (target / ".complete").exists():
         return target
     progress(f"wheels: pip wheel {' '.join(requirements)} (once; cached)")
-    partial = Path(tempfile.mkdtemp(prefix="wheels-", dir=cache_dir()))
+    partial = Path(tempfile.mkdtemp(prefix="partial-wheels-", dir=cache_dir()))
     try:
         _run("compose wheels", [sys.executable, "-m", "pip", "wheel", "-q", "--only-binary", ":all:",
                                 "-w", str(partial), *requirements])
         (partial / ".complete").write_text("\n".join(requirements) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(partial, target)
+        if target.exists() and not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)        # a run that died half-way
+        try:
+            os.rename(partial, target)
+        except OSError:
+            pass                    # another run put the same wheels there first
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
@@ -204,15 +214,16 @@ def _source_digest(root):
 
 
 def project_wheel(progress=lambda _: None):
-    """This project as a wheel, rebuilt when its sources change."""
+    """This project as a wheel, rebuilt when its sources change.
+
+    Built in a folder of its own and renamed into place whole, so runs side by
+    side (two test sessions) never see each other's half-made wheel."""
     root = project_root()
     target = cache_dir() / f"project-{_source_digest(root)}"
     found = sorted(target.glob("quizstack-*.whl")) if target.is_dir() else []
     if found:
         return found[0]
     progress("wheels: this project (pip wheel --no-deps)")
-    for old in cache_dir().glob("project-*"):
-        shutil.rmtree(old, ignore_errors=True)
     # Built from a copy: pip builds in the tree it is given (build/, egg-info).
     build = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir()))
     try:
@@ -221,13 +232,29 @@ def project_wheel(progress=lambda _: None):
         for name in ("pyproject.toml", "README.md"):
             shutil.copy2(root / name, build / name)
         _run("compose image", [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                               "-w", str(target), str(build)], cwd=build)
+                               "-w", str(build / "out"), str(build)], cwd=build)
+        if not list((build / "out").glob("quizstack-*.whl")):
+            raise CommandError("compose image", ["pip", "wheel", str(root)], 1, "no wheel was made")
+        if target.exists() and not target.is_dir():
+            target.unlink()         # left by a run of an older version
+        try:
+            os.rename(build / "out", target)
+        except OSError:
+            pass                    # another run put the same wheel there first
     finally:
         shutil.rmtree(build, ignore_errors=True)
-    found = sorted(target.glob("quizstack-*.whl"))
-    if not found:
-        raise CommandError("compose image", ["pip", "wheel", str(root)], 1, "no wheel was made")
-    return found[0]
+    _forget_old("project-*", keep=target)
+    return sorted(target.glob("quizstack-*.whl"))[0]
+
+
+def _forget_old(pattern, keep, age=3600):
+    """Cached builds of older sources, untouched for an hour (none a running build still uses)."""
+    for old in cache_dir().glob(pattern):
+        try:
+            if old != keep and time.time() - old.stat().st_mtime > age:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def stage_wheels(directory, progress=lambda _: None):
