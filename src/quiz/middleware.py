@@ -96,6 +96,12 @@ def standby_answers():
         standby.discard_connection()
 
 
+# While this file exists the server says it is not ready, so the load
+# balancers stop sending it new requests: a deployment drains a server this
+# way before restarting it (quizstack.deploy.web), then removes the file.
+DRAIN_FILE = os.environ.get("QUIZ_DRAIN_FILE", "/run/quiz/draining")
+
+
 def health_problems():
     """What stops this server from serving, as a list of short reasons (empty: healthy).
 
@@ -109,6 +115,8 @@ def health_problems():
     It writes nothing: a health check that created files or rows would itself
     fill the shared volume and the database.
     """
+    if os.path.exists(DRAIN_FILE):
+        return ["draining: being restarted by a deployment"]
     problems = []
     try:
         with connection.cursor() as cursor:

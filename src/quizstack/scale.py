@@ -161,23 +161,10 @@ def under_load(lab, count, settings=None, progress=None, after=5.0):
 
     progress = progress or (lambda message: None)
     settings = settings or runner.Settings(warmup=3.0, after=after)
-    chaos = runner.Run(lab, f"scale-web{count}", settings, progress)
-    chaos.require_calm()
-    added = removed = []
-    seconds = None
-    try:
-        chaos.start_load(settings.warmup + 600)
-        time.sleep(settings.warmup)
-        began = time.time()
-        chaos.event("inject", f"scale web={count}", began)
-        added, removed, seconds = scale(lab, "web", count, progress=progress)
-        chaos.event("heal", f"scaled in {seconds:.1f} s")
-        chaos.plan = build_plan(lab.topology)
-        chaos.converge()
-        time.sleep(settings.after)
-    finally:
-        chaos.cleanup()
-    result = chaos.finish({"added": added, "removed": removed})
+    result, (added, removed, seconds), began, chaos = runner.during(
+        lab, f"scale-web{count}", lambda: scale(lab, "web", count, progress=progress),
+        settings, progress, label=f"scale web={count}")
+    result.update({"added": added, "removed": removed})
     requests, _ = chaos.records()
     first = {}
     for record in requests:

@@ -96,14 +96,15 @@ def is_deployed(lab):
     return (lab.state_dir / "secrets" / "secrets.json").exists()
 
 
-def deploy_lab(lab, progress=None, full=False, only=None, topology=None):
+def deploy_lab(lab, progress=None, full=False, only=None, topology=None, release=None):
     """Configure every host of a running lab; returns what changed.
 
     When nothing it deploys from changed since the last deployment and the
     hosts still hold what it left, that is verified instead (deploy/verify.py);
     `full` always deploys. `only` limits the deployment to some hosts (a
     scale: the new servers and those that must know of them), `topology`
-    deploys another version of the lab's scenario (servers about to leave).
+    deploys another version of the lab's scenario (servers about to leave);
+    `release` another version of QUIZ for the servers that get one (ship.py).
     """
     from quizstack.deploy import ops, verify
 
@@ -118,7 +119,7 @@ def deploy_lab(lab, progress=None, full=False, only=None, topology=None):
         return deploy.deploy(topology, targets, secrets, sys.prefix, progress,
                              target_data=data, keys=keys, only=only)
     print_ = verify.fingerprint(topology, secrets, keys, sys.prefix)
-    record = None if full else verify.load(lab.state_dir)
+    record = None if full or release is not None else verify.load(lab.state_dir)
     if record:
         started = time.monotonic()
         now = verify.boots(lab)
@@ -136,8 +137,10 @@ def deploy_lab(lab, progress=None, full=False, only=None, topology=None):
             progress(f"deploy: {problems[0]}{more}: deploying")
     verify.forget(lab.state_dir)
     result = deploy.deploy(lab.topology, targets, secrets, sys.prefix, progress,
-                           target_data=data, keys=keys)
+                           target_data=data, keys=keys, release=release)
     files = {h: dict(f) for h, f in ops.MANAGED.items()}
+    if release is not None:
+        return result     # not this checkout's: the next `up` must deploy again
     programs = {h: found[1] for h, found in verify.inspect(lab, {h: [] for h in files}).items()}
     verify.save(lab.state_dir, print_, verify.boots(lab), files, programs)
     return result

@@ -367,3 +367,29 @@ def run_random(lab, minutes, seed, settings=None, progress=None, spare=()):
         chaos.cleanup()
     return chaos.finish({"seed": seed, "minutes": minutes, "schedule": schedule,
                          "spared": spared})
+
+
+def during(lab, name, action, settings=None, progress=None, label=None):
+    """Run `action()` (an operation: a scale, a rolling upgrade) while the load runs.
+
+    The same accounting as an experiment: every request and acknowledged
+    write recorded, the service's convergence awaited after the action. The
+    action's return value is passed back beside the result, with the wall
+    clock when it began and the run (its records): (result, value, began, run).
+    """
+    settings = settings or Settings(warmup=3.0)
+    chaos = Run(lab, name, settings, progress)
+    chaos.require_calm()
+    try:
+        chaos.start_load(settings.warmup + 600)
+        time.sleep(settings.warmup)
+        began = time.time()
+        chaos.event("inject", label or name, began)
+        value = action()
+        chaos.event("heal", f"{label or name}: done in {time.time() - began:.1f} s")
+        chaos.plan = build_plan(lab.topology)
+        chaos.converge()
+        time.sleep(settings.after)
+    finally:
+        chaos.cleanup()
+    return chaos.finish(), value, began, chaos

@@ -56,19 +56,20 @@ def lab_targets(lab):
 
 
 def deploy(topology, targets, secrets, venv, progress=None, target_data=None, keys=None,
-           only=None):
+           only=None, release=None):
     """Bring every role to the wanted state; return what changed.
 
     `targets` maps each scenario host to a pyinfra inventory name: `@lab/...`
     for lab hosts, an address or name for pyinfra's SSH connector. Optional
     `target_data` maps a host to pyinfra host data (ssh_user, ssh_key, ...).
     `keys` (sshkeys.Keys) are the SSH keys a scenario with a management host
-    needs.
+    needs. `release` (ship.Release) is what servers that do not share our
+    files get; by default this checkout's.
     """
     plan = build_plan(topology)
     if plan.management and plan.management.ges and keys is None:
         raise DeployError("the scenario has a management host: its SSH keys are needed")
-    context = Context(secrets=secrets, venv=venv, keys=keys)
+    context = Context(secrets=secrets, venv=venv, keys=keys, release=release)
     ops.MANAGED.clear()
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
     # First, on every host: what the phases after it need installed.

@@ -16,7 +16,9 @@ older ones are removed.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ ROOT = "/opt/quiz"
 CURRENT = f"{ROOT}/current"
 RELEASES = f"{ROOT}/releases"
 KEEP = 2          # the current release and the one before it
+CACHED = 4        # releases kept in the operator's cache
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,6 @@ class Release:
 
 
 def cache_root() -> Path:
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "quizstack" / "releases"
 
@@ -56,32 +57,38 @@ def prepare(progress=None) -> Release:
     Built with pip (once; cached), then copied into a folder of the release's
     own, so that what the deployment uploads stays put while it runs.
     """
-    import shutil
-
     from quizstack.export import compose_image
 
     say = progress or (lambda message: None)
-    dependencies = compose_image.dependency_wheels(say)
+    dependencies = sorted(compose_image.dependency_wheels(say).glob("*.whl"))
     project = compose_image.project_wheel(say)
-    requirements = tuple(compose_image.pinned_requirements())
+    return assemble(project, dependencies, tuple(compose_image.pinned_requirements()))
+
+
+def assemble(project: Path, dependencies, requirements) -> Release:
+    """A release from a project wheel and its dependencies' wheels, kept in the cache."""
     digest = hashlib.sha256()
     for line in requirements:
         digest.update(line.encode() + b"\n")
-    digest.update(project.read_bytes())
+    digest.update(Path(project).read_bytes())
     release_id = digest.hexdigest()[:12]
     folder = cache_root() / release_id
-    names = [w.name for w in sorted(dependencies.glob("*.whl"))] + [project.name]
+    wheels = [Path(w) for w in dependencies] + [Path(project)]
     if not (folder / ".complete").exists():
         partial = folder.with_name(f".{release_id}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        for wheel in sorted(dependencies.glob("*.whl")) + [project]:
+        for wheel in wheels:
             shutil.copy2(wheel, partial / wheel.name)
         (partial / ".complete").write_text("\n".join(requirements) + "\n")
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
-    return Release(id=release_id, wheels=tuple(str(folder / n) for n in names),
-                   requirements=requirements)
+        old = sorted((p for p in cache_root().iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)[CACHED:]
+        for path in old:
+            shutil.rmtree(path, ignore_errors=True)
+    return Release(id=release_id, wheels=tuple(str(folder / w.name) for w in wheels),
+                   requirements=tuple(requirements))
 
 
 def release_for(context) -> Release:

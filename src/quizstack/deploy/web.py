@@ -15,12 +15,23 @@ load balancers' configuration names it.
 import shlex
 
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand, operation
 
 from quizstack.deploy import ops, probes, render, ship
 from quizstack.deploy.roles import PROBE_DIR, Phase, install_probe, scenario_host
 
 ENV_FILE = "/etc/quiz/quiz.env"
+# QUIZ's /healthz says "draining" while this file exists (quiz.middleware).
+DRAIN_FILE = "/run/quiz/draining"
+# HAProxy marks a server DOWN after 2 failed checks 0.5 s apart and UP again
+# after 2 good ones 1 s apart (render.haproxy_cfg): the waits cover both.
+DRAIN_SECONDS = 2.0
+READY_SECONDS = 3.0
+UP_AGAIN = ("import sys, urllib.request, urllib.error\n"
+            "try:\n    urllib.request.urlopen(sys.argv[1], timeout=2)\n"
+            "except urllib.error.HTTPError as exc:\n"
+            "    sys.exit(0 if b'draining' in exc.read() else 1)\n"
+            "except Exception:\n    sys.exit(1)\n")
 GUNICORN_CONF = "/etc/quiz/gunicorn.conf.py"
 AGENT = f"{PROBE_DIR}/agent.py"
 
@@ -186,6 +197,36 @@ def ensure_migrated(check, command):
     yield command
 
 
+def restart_script(init, health_url):
+    """Drain, restart, wait for the new server, undrain: the shell text (pure)."""
+    restart = "systemctl restart quiz" if init == "systemd" else "supervisorctl restart quiz"
+    up_again = f"python3 -c {shlex.quote(UP_AGAIN)} {health_url}"
+    return (f"mkdir -p {DRAIN_FILE.rsplit('/', 1)[0]} && touch {DRAIN_FILE} && sleep {DRAIN_SECONDS} && "
+            f"{restart} >/dev/null && i=0; until {up_again}; do i=$((i+1)); "
+            f"if [ $i -ge 300 ]; then rm -f {DRAIN_FILE}; echo 'QUIZ did not come back' >&2; exit 1; fi; "
+            f"sleep 0.2; done; rm -f {DRAIN_FILE} && sleep {READY_SECONDS}")
+
+
+@operation()
+def drained_restart(restart, health_url):
+    """A running server whose files or release changed, restarted without failing a request.
+
+    Its health check says "draining" first, so the load balancers stop sending
+    it requests while those it has finish; then it restarts, and it is ready
+    again before the next server's turn (the operation runs host by host).
+    """
+    if not any(op.did_change() for op in restart):
+        return
+    init = host.get_fact(ops.InitSystem)
+    if init == "systemd":
+        running = host.get_fact(ops.Succeeds, command="systemctl is-active --quiet quiz")
+    else:
+        running = host.get_fact(ops.SupervisorState, program="quiz") == "RUNNING"
+    if not running:
+        return      # the service operation starts it
+    yield StringCommand("sh", "-c", QuoteString(restart_script(init, health_url)))
+
+
 def add_server_ops(plan, context):
     backend = _backend(plan)
     http_ok = install_probe("http_ok")
@@ -198,8 +239,10 @@ def add_server_ops(plan, context):
                                name="quiz.service unit")
         reload_units(unit, name="systemd daemon-reload")
         restart = tuple(restart) + (unit,)
-    ops.service("quiz", _with_env(context, gunicorn), unit="quiz", restart=restart,
-                priority=300, name="gunicorn service")
+    health = f"http://{backend.address}:{plan.app_port}/healthz"
+    drained_restart(restart, health, name="restart, drained first (server by server)", _serial=True)
+    ops.service("quiz", _with_env(context, gunicorn), unit="quiz", priority=300,
+                name="gunicorn service")
     ops.wait_until(f"{http_ok} http://{backend.address}:{plan.app_port}/healthz",
                    f"QUIZ healthy on {backend.address}:{plan.app_port}", name="wait: server healthy")
     if plan.balance == "load":
