@@ -44,6 +44,9 @@ TOOLS = {DOCKERD: "docker.io", DOCKER: "docker.io", COMPOSE: "docker-compose",
          "/usr/bin/unshare": "util-linux"}
 # Files dockerd and containerd write outside the state folder whatever their flags say.
 OUTSIDE = ("/etc/docker/key.json", "/run/containerd/s", "/run/containerd")
+# Which of those a project's daemon made (they are shared: removed with the last daemon).
+OUTSIDE_MADE = "/run/quizstack-compose-made.json"
+CGROUP_PREFIX = "quizstack-compose-"
 READY_TIMEOUT = 60
 HEALTHY_TIMEOUT = 240
 
@@ -88,7 +91,7 @@ class Project:
         self.state = root / "compose" / self.name     # not */state.json: labs are listed by that
         self.netns = f"qsc-{self.name}"
         self.netns_path = f"/run/netns/{self.netns}"
-        self.cgroup = f"quizstack-compose-{self.name}"
+        self.cgroup = f"{CGROUP_PREFIX}{self.name}"
         self.socket = self.state / "docker.sock"
         self.port = int(self.meta["port"])
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -156,8 +159,11 @@ class Project:
             self._save(record)
         subprocess.run(["nsenter", f"--net={self.netns_path}", "ip", "link", "set", "lo", "up"],
                        check=True, capture_output=True)
+        made = _read_made()
         for path in OUTSIDE:
-            record.setdefault("outside_before", {})[path] = os.path.exists(path)
+            if not os.path.exists(path) and path not in made:
+                made.append(path)
+        _write_made(made)
         (self.state / "client").mkdir(parents=True, exist_ok=True)
         (self.state / "daemon.json").write_text("{}\n")
         tini = next((t for t in TINIS if os.path.exists(t)), None)
@@ -347,18 +353,21 @@ class Project:
         if os.path.exists(self.netns_path):
             subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
             removed.append(f"network namespace {self.netns}")
-        before = record.get("outside_before", {})
-        for path in OUTSIDE:
-            if before.get(path, True) or not os.path.exists(path):
-                continue
-            try:
-                if os.path.isdir(path):
-                    os.rmdir(path)        # only when empty: another daemon may use it
-                else:
-                    os.remove(path)
-                removed.append(path)
-            except OSError:
-                pass
+        if not other_daemons(self.cgroup):
+            # The last daemon gone: what the daemons made outside their folders goes too.
+            for path in _read_made():
+                if not os.path.exists(path):
+                    continue
+                try:
+                    if os.path.isdir(path):
+                        os.rmdir(path)        # only when empty
+                    else:
+                        os.remove(path)
+                    removed.append(path)
+                except OSError:
+                    pass
+            if os.path.exists(OUTSIDE_MADE):
+                os.remove(OUTSIDE_MADE)
         if self.state.exists():
             shutil.rmtree(self.state)
             removed.append(f"state {self.state}")
@@ -374,6 +383,33 @@ class Project:
         from quizstack.export.compose_check import run_checks
 
         return run_checks(self)
+
+
+def _read_made():
+    try:
+        with open(OUTSIDE_MADE) as f:
+            return [p for p in json.load(f) if p in OUTSIDE]
+    except (OSError, ValueError):
+        return []
+
+
+def _write_made(paths):
+    with open(OUTSIDE_MADE + ".new", "w") as f:
+        json.dump(sorted(paths, key=OUTSIDE.index), f)
+    os.replace(OUTSIDE_MADE + ".new", OUTSIDE_MADE)
+
+
+def other_daemons(own_cgroup=None):
+    """PIDs of the dockerds other Compose projects started here (by their own cgroup flag)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        line = _cmdline(entry)
+        if line.startswith(DOCKERD) and f"--cgroup-parent /{CGROUP_PREFIX}" in line \
+                and (own_cgroup is None or f"/{own_cgroup} " not in line + " ") and _alive(int(entry)):
+            found.append(int(entry))
+    return found
 
 
 def mounts_under(prefix):
