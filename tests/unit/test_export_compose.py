@@ -169,9 +169,12 @@ def test_a_scenario_the_export_cannot_carry_is_refused_with_a_clear_error():
         compose.files(topo, plan, compose.Options(port=70000))
 
 
-def test_the_cli_writes_the_project_and_refuses_bad_input(tmp_path, capsys):
+def test_the_cli_writes_the_project_and_refuses_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QUIZSTACK_STATE_ROOT", str(tmp_path / "state"))
     assert main(["export", "compose", "pfinal", "-o", str(tmp_path / "out"), "--port", "18081"]) == 0
     assert "127.0.0.1:18081:80" in (tmp_path / "out/docker-compose.yml").read_text()
+    assert main(["compose", "check", str(tmp_path / "out")]) == 1
+    assert "compose quiz-pfinal: not up (quizstack compose up" in capsys.readouterr().err
     assert main(["export", "compose", "nosuch", "-o", str(tmp_path / "x")]) == 1
     assert "no such scenario" in capsys.readouterr().err
     assert main(["compose", "check", str(tmp_path)]) == 1

@@ -292,6 +292,7 @@ class Project:
         return {"url": self.url, "netns": self.netns, "containers": sorted(seen)}
 
     def logs(self, tail="100"):
+        self.require_running()
         return self.compose("logs", "--no-color", "--tail", str(tail), check=False).stdout
 
     def _leftover_processes(self):
@@ -379,9 +380,14 @@ class Project:
 
     # -- checks ------------------------------------------------------------------------
 
+    def require_running(self):
+        if not self.running():
+            raise ComposeError(f"compose {self.name}: not up (quizstack compose up {self.dir})")
+
     def check(self):
         from quizstack.export.compose_check import run_checks
 
+        self.require_running()
         return run_checks(self)
 
 
