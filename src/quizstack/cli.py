@@ -441,6 +441,8 @@ def cmd_compose(args):
             failed = _print_compose_checks(project)
         print(f"QUIZ is served at {found['url']} inside network namespace {found['netns']} "
               f"(e.g. nsenter --net={project.netns_path} curl {found['url']})")
+        if args.forward:
+            print(f"and on this machine at {project.forward(args.forward)} (a loopback forward into it)")
         return 1 if failed else 0
     if args.action == "check":
         return 1 if _print_compose_checks(project, as_json=args.json) else 0
@@ -709,6 +711,9 @@ def build_parser():
         a.set_defaults(func=cmd_compose)
         if action == "up":
             a.add_argument("--no-check", action="store_true", help="skip the checks at the end")
+            a.add_argument("--forward", type=int, metavar="PORT",
+                           help="also serve it on this machine's 127.0.0.1:PORT (a forward into "
+                                "the namespace; down stops it)")
         if action == "check":
             a.add_argument("--json", action="store_true", help="machine-readable output")
         if action == "logs":

@@ -10,9 +10,11 @@ runs take them from there.
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,12 @@ pytestmark = [
     pytest.mark.skipif(not all(os.path.exists(t) for t in TOOLS),
                        reason="docker.io, docker-compose or mmdebstrap missing (./setup.sh installs them)"),
 ]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _root_links():
@@ -84,6 +92,11 @@ def test_the_compose_export_serves_quiz_balanced_with_the_image_shared_and_leave
         assert subprocess.run(["nsenter", f"--net={project.netns_path}", "ip", "route", "show",
                                "default"], capture_output=True, text=True).stdout.strip() == ""
 
+        # The loopback forward: the machine's 127.0.0.1:free port → the published one, inside.
+        url = project.forward(_free_port())
+        with urllib.request.urlopen(url + "healthz", timeout=10) as answer:
+            assert answer.status == 200 and answer.headers["X-Server"] in plan.web_hosts
+
         started = time.monotonic()
         rows = project.check()
         times["check"] = time.monotonic() - started
@@ -120,7 +133,8 @@ def test_the_compose_export_serves_quiz_balanced_with_the_image_shared_and_leave
     try:
         # Nothing left: no process, mount, cgroup, namespace, veth, file outside.
         mark = str(Path(state_root) / "compose" / name)
-        assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and mark in _cmdline(pid)]
+        assert not [pid for pid in os.listdir("/proc") if pid.isdigit()
+                    and (mark in _cmdline(pid) or project.netns_path + " " in _cmdline(pid))]
         assert mark not in _mounts() and project.netns_path not in _mounts()
         assert not os.path.exists(project.netns_path)
         assert not list(Path("/sys/fs/cgroup").glob(f"*/{project.cgroup}"))

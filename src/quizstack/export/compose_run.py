@@ -291,16 +291,47 @@ class Project:
         self.wait_backends_up()
         return {"url": self.url, "netns": self.netns, "containers": sorted(seen)}
 
+    def forward(self, port):
+        """127.0.0.1:port on the machine → the published port, entering the daemon's namespace
+        (the lab's own loopback forward: it listens here, then connects from in there)."""
+        self.require_running()
+        record = self._record()
+        if _alive(record.get("forward")) and record.get("forward_port") == port:
+            return f"http://127.0.0.1:{port}/"
+        self._stop_forward(record)
+        argv = [sys.executable, "-m", "quizstack.lab.forward", "--port", str(port),
+                "--netns", self.netns_path, "--target", f"127.0.0.1:{self.port}"]
+        with open(self.state / "forward.log", "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=log, start_new_session=True, close_fds=True)
+        record.update(forward=proc.pid, forward_port=port)
+        self._save(record)
+        if proc.stdout.readline().strip() != b"ready":
+            proc.wait(timeout=10)
+            tail = (self.state / "forward.log").read_text(errors="replace").strip().splitlines()[-1:]
+            raise ComposeError(f"compose {self.name}: the forward on 127.0.0.1:{port} did not start: "
+                               + " ".join(tail))
+        proc.stdout.close()
+        return f"http://127.0.0.1:{port}/"
+
+    def _stop_forward(self, record):
+        pid = record.get("forward")
+        if _alive(pid) and "quizstack.lab.forward" in _cmdline(pid) and self.netns_path in _cmdline(pid):
+            self._stop([pid], grace=5)
+            return True
+        return False
+
     def logs(self, tail="100"):
         self.require_running()
         return self.compose("logs", "--no-color", "--tail", str(tail), check=False).stdout
 
     def _leftover_processes(self):
-        """Processes whose command line names this project's state folder: only ours do."""
-        mark, found = str(self.state), []
+        """Processes whose command line names this project's state folder or its
+        namespace: only the ones this project started do."""
+        marks, found = (str(self.state) + "/", self.netns_path + " "), []
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid() and mark in _cmdline(entry) \
-                    and _alive(int(entry)):
+            line = _cmdline(entry) if entry.isdigit() and int(entry) != os.getpid() else ""
+            if any(mark in line for mark in marks) and _alive(int(entry)):
                 found.append(int(entry))
         return found
 
@@ -324,6 +355,8 @@ class Project:
         """Remove everything `up` made, from whatever state it is in. Returns what was removed."""
         record = self._record()
         removed = []
+        if self._stop_forward(record):
+            removed.append("the loopback forward")
         if self.running():
             progress(f"compose: docker-compose -p {self.name} down -v")
             self.compose("down", "-v", "--remove-orphans", "-t", "10", check=False)
