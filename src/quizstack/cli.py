@@ -414,8 +414,8 @@ def cmd_export(args):
 def _export_compose(args, topo, plan):
     from quizstack.export import compose
 
-    options = compose.Options(**{k: v for k, v in (("name", args.name), ("port", args.port))
-                                 if v is not None})
+    options = compose.Options(**{k: v for k, v in (("name", args.name), ("port", args.port),
+                                                   ("storage", args.storage)) if v is not None})
     # A bundled scenario by its name; a file by its full path (the runner reads it again).
     scenario = args.scenario if not args.scenario.endswith(".toml") else os.path.abspath(args.scenario)
     compose.write(args.output, topo, plan, options, scenario=scenario)
@@ -696,6 +696,9 @@ def build_parser():
     cp.add_argument("--output", "-o", required=True, metavar="DIR")
     cp.add_argument("--name", help="the Compose project's name (default quiz-<scenario>)")
     cp.add_argument("--port", type=int, help="the published port on 127.0.0.1 (8080)")
+    cp.add_argument("--storage", choices=("glusterfs", "volume"),
+                    help="the uploads on GlusterFS containers as in the lab (default), or on one "
+                         "shared volume")
     cp.set_defaults(func=cmd_export)
     co = sub.add_parser("compose", help="run a Compose export here: a Docker daemon of its own, "
                                         "in a network namespace")

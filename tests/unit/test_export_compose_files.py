@@ -3,6 +3,7 @@ health checks and restart policies everywhere, the roles' own files, no secret i
 
 import ipaddress
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -62,18 +63,37 @@ def test_the_networks_are_the_scenarios_subnets_with_every_container_at_its_addr
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_the_services_are_the_servers_the_balancer_and_the_database(tmp_path, name):
+def test_the_services_are_the_servers_the_balancer_the_database_and_glusterfs(tmp_path, name):
     topo, plan, doc = _export(tmp_path, name)
     services = doc["services"]
-    assert set(services) == {*plan.web_hosts, plan.lb_hosts[0], plan.database_host}
+    nas = [n for n, _ in plan.storage_hosts]
+    assert set(services) == {*plan.web_hosts, plan.lb_hosts[0], plan.database_host, *nas}
     roles = sorted(s["labels"]["quizstack.role"] for s in services.values())
-    assert roles == sorted(["web"] * len(plan.backends) + ["loadbalancer", "database"])
+    assert roles == sorted(["web"] * len(plan.backends) + ["storage"] * len(nas) +
+                           ["loadbalancer", "database"])
+    for (name_, address), spec in zip(plan.storage_hosts, (services[n] for n in nas)):
+        assert list(spec["networks"].values()) == [{"ipv4_address": str(address)}]
+        assert f"brick-{name_}:{plan.brick.rsplit('/', 1)[0]}" in spec["volumes"]
+        assert spec["environment"]["QUIZ_VOLUME"] == (plan.volume if name_ == nas[0] else "")
     for backend in plan.backends:
         server = services[backend.name]
         assert server["image"] == compose.Options().image
-        assert f"uploads:{plan.mount}" in server["volumes"]
-        assert server["depends_on"] == {plan.database_host: {"condition": "service_healthy"}}
+        assert server["environment"]["QUIZ_MOUNT_COMMAND"] == render.glusterfs_client_command(plan)
+        assert server["devices"] == ["/dev/fuse:/dev/fuse"] and server["cap_add"] == ["SYS_ADMIN"]
+        assert server["depends_on"] == {h: {"condition": "service_healthy"}
+                                        for h in (plan.database_host, *nas)}
     assert set(services[plan.lb_hosts[0]]["depends_on"]) == set(plan.web_hosts)
+    assert set(doc["volumes"]) == {"database", *(f"{k}-{n}" for n in nas for k in ("brick", "glusterd"))}
+
+
+def test_with_one_shared_volume_instead_every_server_mounts_it_and_there_is_no_storage_node(tmp_path):
+    topo, plan, doc = _export(tmp_path, "pfinal", storage="volume")
+    services = doc["services"]
+    assert set(services) == {*plan.web_hosts, plan.lb_hosts[0], plan.database_host}
+    for backend in plan.backends:
+        assert f"uploads:{plan.mount}" in services[backend.name]["volumes"]
+        assert "devices" not in services[backend.name] and "cap_add" not in services[backend.name]
+        assert services[backend.name]["depends_on"] == {plan.database_host: {"condition": "service_healthy"}}
     assert set(doc["volumes"]) == {"database", "uploads"}
 
 
@@ -96,6 +116,9 @@ def test_every_service_has_a_health_check_and_a_restart_policy(tmp_path, name):
     assert f"http://{plan.backends[0].address}:{plan.app_port}/healthz" in \
         " ".join(doc["services"][plan.backends[0].name]["healthcheck"]["test"])
     assert "pg_isready" in doc["services"][plan.database_host]["healthcheck"]["test"]
+    # Compose reads $NAME as its own variables: every dollar meant for a shell is doubled.
+    text = (tmp_path / "docker-compose.yml").read_text()
+    assert not re.search(r"(?<!\$)\$(?!\$)", text.replace("$$", ""))
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -150,7 +173,7 @@ def test_the_image_builds_on_the_imported_base_from_wheels_and_its_entrypoints_a
     dockerfile = (tmp_path / "image/Dockerfile").read_text()
     assert dockerfile.splitlines()[2] == f"FROM {compose.base_tag()}"
     assert "--no-index" in dockerfile
-    for script in ("quiz-server", "quiz-db"):
+    for script in ("quiz-server", "quiz-db", "quiz-nas"):
         path = tmp_path / "image/bin" / script
         assert os.access(path, os.X_OK)
         compile(path.read_text(), script, "exec")
@@ -167,6 +190,8 @@ def test_a_scenario_the_export_cannot_carry_is_refused_with_a_clear_error():
         compose.files(topo, plan, compose.Options(name="Not A Name"))
     with pytest.raises(compose.ExportError, match="port 70000"):
         compose.files(topo, plan, compose.Options(port=70000))
+    with pytest.raises(compose.ExportError, match="storage 'nfs'"):
+        compose.files(topo, plan, compose.Options(storage="nfs"))
 
 
 def test_the_cli_writes_the_project_and_refuses_bad_input(tmp_path, capsys, monkeypatch):

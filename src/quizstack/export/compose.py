@@ -42,7 +42,9 @@ from quizstack.export.yamltext import dump_all
 # The base image: a Debian root file system made by mmdebstrap from the
 # machine's mirror and imported (`docker import`); QUIZ's image is built on it.
 SUITE = "bookworm"
-BASE_PACKAGES = ("python3", "python3-venv", "postgresql", "haproxy")
+BASE_PACKAGES = ("python3", "python3-venv", "postgresql", "haproxy", "glusterfs-server",
+                 "glusterfs-client")
+STORAGES = ("glusterfs", "volume")       # GlusterFS containers as in the lab, or one shared volume
 # The image gets pyproject.toml's dependencies but the deployment's own (they run
 # on the machine that deploys, never in a container).
 DEPLOYMENT_ONLY = ("pyinfra", "bcrypt")
@@ -63,9 +65,12 @@ class Options:
     name: str = ""                 # the Compose project's name; default quiz-<scenario>
     port: int = 8080               # the published port on the Docker host's 127.0.0.1
     image: str = f"quizstack/quiz:{quizstack.__version__}"
+    storage: str = "glusterfs"     # one of STORAGES
 
 
 def project_name(topology, options):
+    if options.storage not in STORAGES:
+        raise ExportError(f"storage {options.storage!r}: one of {', '.join(STORAGES)}")
     if not 0 < int(options.port) < 65536:
         raise ExportError(f"port {options.port}: give a TCP port, 1-65535")
     name = options.name or f"quiz-{topology.name}"
@@ -110,7 +115,7 @@ def single_database(plan):
                                database_addresses=plan.database_addresses[:1])
 
 
-def placement(topology, plan):
+def placement(topology, plan, options=Options()):
     """{service: {network: address}}: where each container sits, as in the scenario."""
     if plan.balance == "load":
         raise ExportError(f"{topology.name}: balance = \"load\" needs the load agent beside every "
@@ -124,14 +129,21 @@ def placement(topology, plan):
         found[backend.name] = {backend_net: backend.address,
                                db_net: topology.hosts[backend.name].address_on(db_net)}
     found[plan.database_host] = {db_net: plan.database_address}
+    if options.storage == "glusterfs":
+        storage_net = _network_of(topology, plan.storage_hosts[0][1])
+        for name, address in plan.storage_hosts:
+            found[name] = {storage_net: address}
+        for backend in plan.backends:
+            found[backend.name].setdefault(
+                storage_net, topology.hosts[backend.name].address_on(storage_net))
     return found
 
 
-def networks(topology, plan):
+def networks(topology, plan, options=Options()):
     """The Compose networks: the scenario's subnets; only the balancer's front one is not internal."""
     front = _network_of(topology, plan.lb_address)
     used = []
-    for where in placement(topology, plan).values():
+    for where in placement(topology, plan, options).values():
         used += [n for n in where if n not in used]
     found = {}
     for name in sorted(used):
@@ -167,8 +179,44 @@ def database_url_template(plan):
     return render.database_url(single_database(plan), PASSWORD_MARK)
 
 
+def _storage_services(topology, plan, where, labels, options):
+    """GlusterFS as in the lab: glusterd on every storage node, a brick each in a volume of
+    its own; the first node makes the volume (the storage role's steps) and is healthy once
+    every brick is online."""
+    found = {}
+    first = plan.storage_hosts[0][0]
+    gluster = "gluster --mode=script"
+    bricks = len(plan.storage_hosts)
+    for name, address in plan.storage_hosts:
+        ready = f"{gluster} pool list >/dev/null"
+        if name == first:
+            # $$: Compose's own escape of a dollar sign (it reads $NAME as its variables).
+            ready = (f"[ $$({gluster} volume status {plan.volume} detail | grep -c '^Online.*: Y') "
+                     f"-ge {bricks} ]")
+        found[name] = {
+            "image": options.image,
+            "hostname": name,
+            "init": True,
+            "command": ["quiz-nas"],
+            "environment": {"QUIZ_BRICK": plan.brick,
+                            "QUIZ_VOLUME": plan.volume if name == first else "",
+                            "QUIZ_REPLICA": str(plan.replica),
+                            "QUIZ_PEERS": " ".join(str(a) for _, a in plan.storage_hosts),
+                            "QUIZ_PING_TIMEOUT": str(plan.ping_timeout)},
+            # glusterd keeps trusted.* extended attributes on the brick: CAP_SYS_ADMIN.
+            "cap_add": ["SYS_ADMIN"],
+            "volumes": [f"brick-{name}:{plan.brick.rsplit('/', 1)[0]}", f"glusterd-{name}:/var/lib/glusterd"],
+            "networks": _attach(where[name]),
+            "healthcheck": {"test": ["CMD", "sh", "-c", ready], "interval": "2s", "timeout": "5s",
+                            "retries": 3, "start_period": START_PERIOD},
+            "restart": "unless-stopped",
+            "labels": labels | {"quizstack.role": "storage"},
+        }
+    return found
+
+
 def services(topology, plan, options):
-    where = placement(topology, plan)
+    where = placement(topology, plan, options)
     labels = {"quizstack.scenario": topology.name}
     db = plan.database_host
     app_env = {
@@ -178,9 +226,14 @@ def services(topology, plan, options):
         "QUIZ_DATABASE_URL": database_url_template(plan),
         "PYTHONUNBUFFERED": "1",
     }
+    if options.storage == "glusterfs":
+        # The web role's own mount: glusterfs in the foreground, every node a volfile server.
+        app_env = app_env | {"QUIZ_MOUNT_COMMAND": render.glusterfs_client_command(plan),
+                             "QUIZ_MOUNT": plan.mount}
     found = {db: {
         "image": options.image,
         "hostname": db,
+        "init": True,
         "command": ["quiz-db"],
         "environment": {"PGDATA": PGDATA, "QUIZ_DB_NAME": plan.database_name,
                         "QUIZ_DB_USER": plan.database_user},
@@ -197,26 +250,35 @@ def services(topology, plan, options):
         "stop_grace_period": "30s",
         "labels": labels | {"quizstack.role": "database"},
     }}
+    glusterfs = options.storage == "glusterfs"
+    if glusterfs:
+        found |= _storage_services(topology, plan, where, labels, options)
     for backend in plan.backends:
+        config = f"./gunicorn/{backend.name}.conf.py:{CONFIG_DIRS['gunicorn']}/gunicorn.conf.py:ro"
         found[backend.name] = {
             "image": options.image,
             "hostname": backend.name,
+            "init": True,
             "command": ["quiz-server"],
             "environment": app_env,
             "secrets": list(SECRETS),
-            "volumes": [f"uploads:{plan.mount}",
-                        f"./gunicorn/{backend.name}.conf.py:{CONFIG_DIRS['gunicorn']}/gunicorn.conf.py:ro"],
+            "volumes": [config] if glusterfs else [f"uploads:{plan.mount}", config],
             "networks": _attach(where[backend.name]),
-            "depends_on": {db: {"condition": "service_healthy"}},
+            "depends_on": {name: {"condition": "service_healthy"}
+                           for name in (db, *(n for n, _ in plan.storage_hosts if glusterfs))},
             "healthcheck": _health(f"http://{backend.address}:{plan.app_port}/healthz"),
             "restart": "unless-stopped",
             "stop_grace_period": "15s",
             "labels": labels | {"quizstack.role": "web"},
         }
+        if glusterfs:
+            # The FUSE mount of the volume, inside the container.
+            found[backend.name] |= {"cap_add": ["SYS_ADMIN"], "devices": ["/dev/fuse:/dev/fuse"]}
     lb = plan.lb_hosts[0]
     found[lb] = {
         "image": options.image,
         "hostname": lb,
+        "init": True,
         # The role's own command: the stats socket's folder, then HAProxy's master.
         "command": ["/bin/sh", "-c", "mkdir -p /run/haproxy && exec /usr/sbin/haproxy -W -db "
                                      f"-f {CONFIG_DIRS['haproxy']}/haproxy.cfg"],
@@ -236,12 +298,18 @@ def services(topology, plan, options):
 
 def compose_file(topology, plan, options=Options()):
     """The docker-compose.yml as a dict (the Compose specification, read by docker-compose 1.29)."""
+    labels = {"quizstack.scenario": topology.name}
+    volumes = {"database": {"labels": labels}}
+    if options.storage == "glusterfs":
+        for name, _ in plan.storage_hosts:
+            volumes[f"brick-{name}"] = {"labels": labels | {"quizstack.brick-of": plan.volume}}
+            volumes[f"glusterd-{name}"] = {"labels": labels}
+    else:
+        volumes["uploads"] = {"labels": labels | {"quizstack.stands-for": f"GlusterFS volume {plan.volume}"}}
     return {
         "services": services(topology, plan, options),
-        "networks": networks(topology, plan),
-        "volumes": {"database": {"labels": {"quizstack.scenario": topology.name}},
-                    "uploads": {"labels": {"quizstack.scenario": topology.name,
-                                           "quizstack.stands-for": f"GlusterFS volume {plan.volume}"}}},
+        "networks": networks(topology, plan, options),
+        "volumes": volumes,
         "secrets": {name: {"file": f"./secrets/{name}"} for name in SECRETS},
     }
 
@@ -278,11 +346,23 @@ serving: QUIZ takes a PostgreSQL advisory lock, so one does the work and the
 others find it done (the roles run it on the first server only).
 """
 import os
+import shlex
 import shutil
 import subprocess
+import time
 ''' + _READ_SECRETS + f'''
 
 env = dict(os.environ)
+mount = env.pop("QUIZ_MOUNT", "")
+if mount:
+    # The GlusterFS volume, mounted as the web role mounts it (glusterfs in the foreground,
+    # left running beside gunicorn, which reaps it if it ends).
+    subprocess.Popen(shlex.split(env.pop("QUIZ_MOUNT_COMMAND")), stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not os.path.ismount(mount):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"quiz-server: the volume is not mounted on {{mount}} after 120 s")
+        time.sleep(0.2)
 env["DATABASE_URL"] = env.pop("QUIZ_DATABASE_URL").replace({PASSWORD_MARK!r}, secret("db_password"))
 env["DJANGO_SECRET_KEY"] = secret("django_secret_key")
 media = env["QUIZ_MEDIA_ROOT"]
@@ -331,13 +411,67 @@ if not os.path.exists(os.path.join(data, "PG_VERSION")):
                 stdout=subprocess.DEVNULL)
     with open(os.path.join(data, "postgresql.conf"), "a") as f:
         f.write(f"include '{{conf}}/postgresql.conf'\\n")
-# PostgreSQL itself becomes the container's first process, so Docker's stop
+# PostgreSQL itself is what Docker's init starts, so the stop
 # signal (SIGINT: a fast shutdown) reaches it, not a wrapper.
 account = pwd.getpwnam("postgres")
 os.initgroups("postgres", account.pw_gid)
 os.setgid(account.pw_gid)
 os.setuid(account.pw_uid)
 os.execv(f"{{bin_dir}}/postgres", [f"{{bin_dir}}/postgres", "-D", data, "-c", f"hba_file={{conf}}/pg_hba.conf"])
+'''
+
+
+STORAGE_ENTRYPOINT = '''#!/usr/bin/python3
+"""A GlusterFS storage node: glusterd; on the first node, the volume made as the storage role makes it.
+
+Written by `quizstack export compose`. glusterd runs as a child; this process
+passes it the stop signals and ends with it. The first node (QUIZ_VOLUME set)
+probes the others until each is a connected peer, creates the volume with one
+brick per node (`force`: the bricks are on the node's own file system), starts
+it, and sets network.ping-timeout, each only when not done yet.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+GLUSTER = ["gluster", "--mode=script"]
+env = os.environ
+os.makedirs(os.path.dirname(env["QUIZ_BRICK"]), exist_ok=True)
+glusterd = subprocess.Popen(["/usr/sbin/glusterd", "-N", "--log-file=-"])
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda number, _: glusterd.send_signal(number))
+
+
+def gluster(*args):
+    return subprocess.run(GLUSTER + list(args), capture_output=True, text=True)
+
+
+def until(what, test, limit=180):
+    deadline = time.monotonic() + limit
+    while not test():
+        if glusterd.poll() is not None or time.monotonic() > deadline:
+            print(f"quiz-nas: gave up waiting for {what}", file=sys.stderr, flush=True)
+            return False
+        time.sleep(0.5)
+    return True
+
+
+volume = env.get("QUIZ_VOLUME")
+if volume and until("glusterd", lambda: gluster("pool", "list").returncode == 0):
+    peers = env["QUIZ_PEERS"].split()
+    for peer in peers[1:]:
+        until(f"peer {peer}", lambda: gluster("peer", "probe", peer).returncode == 0)
+    connected = lambda: gluster("pool", "list").stdout.count("Connected") >= len(peers)
+    if until("every peer connected", connected):
+        if "Brick1" not in gluster("volume", "info", volume).stdout:
+            bricks = [f"{peer}:{env['QUIZ_BRICK']}" for peer in peers]
+            gluster("volume", "create", volume, "replica", env["QUIZ_REPLICA"], *bricks, "force")
+        if "Status: Started" not in gluster("volume", "info", volume).stdout:
+            gluster("volume", "start", volume)
+        gluster("volume", "set", volume, "network.ping-timeout", env["QUIZ_PING_TIMEOUT"])
+sys.exit(glusterd.wait())
 '''
 
 
@@ -351,7 +485,9 @@ def meta(topology, plan, options, scenario):
             "port": options.port, "image": options.image, "base": base_tag(),
             "packages": list(BASE_PACKAGES), "suite": SUITE,
             "loadbalancer": plan.lb_hosts[0], "servers": list(plan.web_hosts),
-            "database": plan.database_host, "media_root": plan.media_root}
+            "database": plan.database_host, "media_root": plan.media_root,
+            "storage": options.storage,
+            "storage_hosts": [n for n, _ in plan.storage_hosts] if options.storage == "glusterfs" else []}
 
 
 def files(topology, plan, options=Options(), scenario=None):
@@ -368,6 +504,7 @@ def files(topology, plan, options=Options(), scenario=None):
         "image/Dockerfile": dockerfile(options),
         "image/bin/quiz-server": SERVER_ENTRYPOINT,
         "image/bin/quiz-db": DATABASE_ENTRYPOINT,
+        "image/bin/quiz-nas": STORAGE_ENTRYPOINT,
         META: json.dumps(meta(topology, plan, options, scenario or topology.name), indent=2) + "\n",
     }
     for backend in plan.backends:

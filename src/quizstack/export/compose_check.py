@@ -77,9 +77,17 @@ def storage_and_database(checker, hosts, project):
 
         path = f"{meta['media_root']}/{made['image']}"
         holders = [s for s in meta["servers"] if hosts.run(s, ["test", "-s", path]).returncode == 0]
+        what = f"volume {plan.volume}" if meta.get("storage_hosts") else "the shared volume"
         rows.append(checker.row(
-            "storage", "the image is on the shared volume, seen by every server",
+            "storage", f"the image is on {what}, seen by every server",
             holders == meta["servers"], f"{path} on: {', '.join(holders) or 'none'}"))
+        if meta.get("storage_hosts"):
+            # The lab's row: on every brick (the storage containers' own file systems).
+            brick = f"{plan.brick}/media/{made['image']}"
+            holders = [n for n in meta["storage_hosts"] if hosts.run(n, ["test", "-s", brick]).returncode == 0]
+            rows.append(checker.row(
+                "storage", f"the image is on every brick of volume {plan.volume}",
+                holders == meta["storage_hosts"], f"present on: {', '.join(holders) or 'none'}"))
 
         query = f"select count(*) from quiz_quiz where id = {int(made['quiz'])}"
         database = meta["database"]

@@ -236,7 +236,8 @@ class Project:
         return "; ".join(shown) or "every container healthy"
 
     def wait_healthy(self, timeout=HEALTHY_TIMEOUT):
-        wanted = set(self.meta["servers"]) | {self.meta["loadbalancer"], self.meta["database"]}
+        wanted = set(self.meta["servers"]) | {self.meta["loadbalancer"], self.meta["database"]} \
+            | set(self.meta.get("storage_hosts", []))
         deadline = time.monotonic() + timeout
         while True:
             seen = self.containers()
