@@ -10,11 +10,12 @@ What a user sees must not change, so the environment writes what Django's
 engine writes:
 
 - **Escaping.** Every ``{{ value }}`` goes through ``django_escape`` (the
-  ``finalize`` hook, before Jinja2's own autoescape, which then leaves it
-  alone): Django's ``conditional_escape``, spelled as Django spells it
-  (``&#x27;`` and ``&quot;``, where MarkupSafe writes ``&#39;`` and ``&#34;``).
-  A value already safe (the CSRF input, a message marked safe) is left as is,
-  as Django leaves it.
+  ``finalize`` hook, which Jinja2 applies to every expression it writes):
+  Django's ``conditional_escape``, spelled as Django spells it (``&#x27;``
+  and ``&quot;``, where MarkupSafe writes ``&#39;`` and ``&#34;``). A value
+  already safe (the CSRF input, a message marked safe, ``|safe``) is written
+  as is, as Django writes it. So Jinja2's own autoescape is off: it would
+  only wrap, once more, what ``django_escape`` has escaped already.
 - **Whitespace.** Text is kept as written, the last newline of a template
   too (``keep_trailing_newline``), as Django keeps it.
 - **Filters and helpers.** ``urlencode`` is Django's (``urllib.parse.quote``,
@@ -28,22 +29,24 @@ from html import escape
 from urllib.parse import quote
 
 from jinja2 import Environment
-from markupsafe import Markup
 
 from quiz import once
 
 
 def django_escape(value):
     """``{{ value }}`` as Django writes it: str() of it, escaped unless it is already safe."""
+    if value.__class__ is int:  # ids, counts: nothing to escape
+        return str(value)
     if hasattr(value, "__html__"):
-        return value
+        return value.__html__()
     text = str(value)
     if hasattr(text, "__html__"):  # str() of a message whose text was marked safe
         return text
-    return Markup(escape(text))
+    return escape(text)
 
 
 def environment(**options):
+    options["autoescape"] = False  # django_escape escapes every expression (see above)
     options.setdefault("keep_trailing_newline", True)
     env = Environment(finalize=django_escape, **options)
     env.filters["urlencode"] = quote
