@@ -13,6 +13,7 @@ import re
 from django.conf import settings
 
 import psycopg
+from psycopg.rows import dict_row
 
 from quiz.models import Attachment, Favourite, Quiz, Tip, User
 from quiz.standby import connection_for_reads
@@ -33,7 +34,7 @@ LEFT JOIN {user} u ON u.id = q.author_id
 LEFT JOIN {attachment} a ON a.id = q.attachment_id
 ORDER BY q.id
 """
-COUNT_SQL = "SELECT COUNT(*) FROM {quiz} q WHERE {where}"
+COUNT_SQL = "SELECT COUNT(*) AS total FROM {quiz} q WHERE {where}"
 STARRED = "EXISTS (SELECT 1 FROM {favourite} f WHERE f.quiz_id = q.id AND f.user_id = %s)"
 TABLES = {"quiz": Quiz._meta.db_table, "user": User._meta.db_table, "attachment": Attachment._meta.db_table,
           "favourite": Favourite._meta.db_table}
@@ -94,7 +95,7 @@ class QuizList:
     def _count(self):
         with read_cursor() as cursor:
             cursor.execute(COUNT_SQL.format(where=self._where, **TABLES), self._params)
-            return cursor.fetchone()[0]
+            return cursor.fetchone()["total"]
 
 
 QUIZ_SQL = """
@@ -132,7 +133,7 @@ class _PreparedCursor(psycopg.Cursor):
 
 
 def read_cursor():
-    """A Django cursor for a hand-written read: counted, logged and error-wrapped as Django's own.
+    """A Django cursor for a hand-written read, rows as dicts: counted, logged and error-wrapped as Django's own.
 
     The connection is ``connection_for_reads()``'s; the statements are
     prepared (``_PreparedCursor``) only on a connection kept beyond the
@@ -140,19 +141,20 @@ def read_cursor():
     """
     db = connection_for_reads()
     if db.settings_dict["CONN_MAX_AGE"] == 0:
-        return db.cursor()
+        cursor = db.cursor()
+        cursor.cursor.row_factory = dict_row
+        return cursor
     # What db.cursor() does, with another psycopg cursor class under Django's wrapper.
     db.close_if_health_check_failed()
     db.ensure_connection()
     with db.wrap_database_errors:
-        return db._prepare_cursor(_PreparedCursor(db.connection))
+        return db._prepare_cursor(_PreparedCursor(db.connection, row_factory=dict_row))
 
 
 def _dicts(sql, params):
     with read_cursor() as cursor:
         cursor.execute(sql, params)
-        names = [column.name for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return cursor.fetchall()
 
 
 def quiz_page_row(quiz_id, viewer_id=None):
