@@ -128,7 +128,8 @@ def test_the_volume_is_mounted_with_every_storage_node_as_volfile_server(plan):
     assert "umount -l /var/lib/quiz/nas" in command
     assert render.fstab_line(plan) == (
         "10.2.4.21:/nas /var/lib/quiz/nas glusterfs "
-        "defaults,_netdev,backup-volfile-servers=10.2.4.22:10.2.4.23 0 0\n")
+        "defaults,noauto,_netdev,"
+        "backup-volfile-servers=10.2.4.22:10.2.4.23 0 0\n")
 
 
 def test_supervisor_program_oneshot_and_daemon():
@@ -156,8 +157,9 @@ def test_independent_phases_run_side_by_side_and_the_firewall_last(plan):
 
 
 def test_the_app_unit_for_systemd_hosts_waits_for_the_volume(plan):
-    unit = render.quiz_systemd_unit("/opt/q/bin/gunicorn -c /etc/quiz/gunicorn.conf.py x", plan.mount)
-    assert "RequiresMountsFor=/var/lib/quiz/nas" in unit
+    unit = render.quiz_systemd_unit("/opt/q/bin/gunicorn -c /etc/quiz/gunicorn.conf.py x")
+    assert "Requires=quiz-volume.service" in unit
+    assert f"mountpoint -q {plan.mount}" in render.volume_systemd_unit(plan.mount)
     assert "EnvironmentFile=/etc/quiz/quiz.env" in unit
     assert "ExecStart=/opt/q/bin/gunicorn -c /etc/quiz/gunicorn.conf.py x" in unit
 

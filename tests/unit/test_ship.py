@@ -22,13 +22,18 @@ def test_a_release_installs_offline_from_its_own_wheels_into_its_own_environment
 
 
 def test_the_units_are_hardened_and_restart_by_themselves():
-    for unit in (render.quiz_systemd_unit("/opt/quiz/current/bin/gunicorn", "/var/lib/quiz/nas"),
+    for unit in (render.quiz_systemd_unit("/opt/quiz/current/bin/gunicorn"),
                  render.agent_systemd_unit("python3 agent.py"),
                  render.db_router_systemd_unit("haproxy -f x")):
         for line in ("Restart=always", "ProtectSystem=full", "PrivateTmp=yes", "NoNewPrivileges=yes"):
             assert line in unit.splitlines()
-    quiz = render.quiz_systemd_unit("/opt/quiz/current/bin/gunicorn", "/var/lib/quiz/nas")
-    assert "RequiresMountsFor=/var/lib/quiz/nas" in quiz.splitlines()
+    # The app server after the volume, which is mounted by a unit that tries until
+    # the storage answers (all hosts booting at once), not once at boot.
+    quiz = render.quiz_systemd_unit("/opt/quiz/current/bin/gunicorn").splitlines()
+    assert "Requires=quiz-volume.service" in quiz
+    assert any(line.startswith("After=") and "quiz-volume.service" in line for line in quiz)
+    volume = render.volume_systemd_unit("/var/lib/quiz/nas")
+    assert "until mountpoint -q /var/lib/quiz/nas; do mount /var/lib/quiz/nas || sleep 2; done" in volume
 
 
 def test_the_systems_scenario_is_the_seeds_figure_on_whole_systems():

@@ -266,8 +266,9 @@ class Run:
         argv = [self.python, "-m", "quizstack.chaos.load", "fetch"]
         for server in servers:
             argv += ["--server", server]
-        done = self.lab.run(where, argv, input="".join(f"{n}\n" for n in images.values()),
-                            check=False, timeout=600)
+        # In the balancer's network namespace only: a full-system balancer has no quizstack.
+        done = self.lab.run_network(where, argv, input="".join(f"{n}\n" for n in images.values()),
+                                    timeout=600)
         try:
             seen = json.loads(done.stdout)
         except ValueError:

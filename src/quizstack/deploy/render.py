@@ -401,13 +401,16 @@ def supervisor_program(name, command, *, user=None, oneshot=False,
 UNIT_HARDENING = "ProtectSystem=full\nPrivateTmp=yes\nNoNewPrivileges=yes\n"
 
 
-def quiz_systemd_unit(command, mount):
+def quiz_systemd_unit(command):
     """The app server as a systemd unit, for real Debian hosts."""
     return HEADER + (
         "[Unit]\n"
         "Description=QUIZ application server (gunicorn)\n"
-        "After=network-online.target remote-fs.target\n"
-        f"RequiresMountsFor={mount}\n"
+        # The volume first. Not RequiresMountsFor: its mount unit would try
+        # once at boot, before the storage answers, and fail this unit for good;
+        # quiz-volume.service tries until the volume is there.
+        "After=network-online.target remote-fs.target quiz-volume.service\n"
+        "Requires=quiz-volume.service\n"
         "\n"
         "[Service]\n"
         "EnvironmentFile=/etc/quiz/quiz.env\n"
@@ -478,10 +481,36 @@ def glusterfs_client_command(plan):
 
 
 def fstab_line(plan):
+    """The volume in /etc/fstab, for systemd hosts: mounted by quiz-volume.service.
+
+    `noauto`: not at boot by systemd's mount unit, which tries once; when every
+    host starts at once the storage nodes may not answer yet, and neither the
+    mount nor the app server that requires it would be tried again.
+    """
     first, *others = [str(address) for _, address in plan.storage_hosts]
     backups = ":".join(others)
-    options = "defaults,_netdev" + (f",backup-volfile-servers={backups}" if backups else "")
+    options = "defaults,noauto,_netdev" + (f",backup-volfile-servers={backups}" if backups else "")
     return f"{first}:/{plan.volume} {plan.mount} glusterfs {options} 0 0\n"
+
+
+def volume_systemd_unit(mount):
+    """Mount the volume, trying again until the storage answers; the app server waits for it."""
+    return HEADER + (
+        "[Unit]\n"
+        "Description=QUIZ's shared volume, mounted once the storage nodes answer\n"
+        "Wants=network-online.target\n"
+        "After=network-online.target\n"
+        "Before=quiz.service\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        f"ExecStart=/bin/sh -c 'until mountpoint -q {mount}; do mount {mount} || sleep 2; done'\n"
+        "TimeoutStartSec=infinity\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
 
 
 VRRP_ADVERT = 0.2   # seconds between VRRP adverts: a dead master is replaced in about 3.6 of them

@@ -78,13 +78,6 @@ def fstab_entry(line, mount_point):
                         "mv /etc/fstab.quizstack-new /etc/fstab")
 
 
-@operation()
-def mounted(mount_point):
-    if host.get_fact(ops.Succeeds, command=f"mountpoint -q {mount_point}"):
-        return
-    yield StringCommand("mount", mount_point)
-
-
 def add_mount_ops(plan, context):
     if host.get_fact(ops.InitSystem) == "supervisord":
         ops.service("nas-mount", render.glusterfs_client_command(plan), priority=200,
@@ -92,7 +85,11 @@ def add_mount_ops(plan, context):
     else:
         ops.directory(plan.mount, name="mount point")
         fstab_entry(render.fstab_line(plan), plan.mount, name="fstab entry")
-        mounted(plan.mount, name="mount")
+        unit = ops.config_file("/etc/systemd/system/quiz-volume.service",
+                               render.volume_systemd_unit(plan.mount), name="quiz-volume unit")
+        reload_units(unit, name="systemd daemon-reload")
+        ops.service("quiz-volume", "", unit="quiz-volume", oneshot=True, restart=(unit,),
+                    name="volume mount (tried until the storage answers)")
     ops.wait_until(f"mountpoint -q {plan.mount}", f"{plan.volume} mounted on {plan.mount}",
                    name="wait: volume mounted")
     ops.directory(plan.media_root, user="www-data", group="www-data", name="media root on the volume")
@@ -235,7 +232,7 @@ def add_server_ops(plan, context):
     if host.get_fact(ops.InitSystem) == "systemd":
         # Debian ships no unit for the app: write one (systemd reads the env file itself).
         unit = ops.config_file("/etc/systemd/system/quiz.service",
-                               render.quiz_systemd_unit(f"{_venv(context)}/bin/{gunicorn}", plan.mount),
+                               render.quiz_systemd_unit(f"{_venv(context)}/bin/{gunicorn}"),
                                name="quiz.service unit")
         reload_units(unit, name="systemd daemon-reload")
         restart = tuple(restart) + (unit,)

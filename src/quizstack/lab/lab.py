@@ -709,6 +709,21 @@ class Lab:
             raise CommandError(where, argv, proc.returncode, (out or "") + (err or ""))
         return result
 
+    def run_network(self, host: str, argv, *, input=None, timeout=60):
+        """Run a command of the machine's (its files, its Python) in a host's network
+        namespace only: a probe that must stand where the host stands on the networks,
+        whatever the host's own files hold (a full system has no quizstack)."""
+        self._require_root()
+        self.topology.host(host)
+        netns = plan.netns_path(plan.host_netns(self.name, host))
+        argv = ["nsenter", f"--net={netns}", "--"] + [str(a) for a in argv]
+        try:
+            return subprocess.run(argv, input=input, capture_output=True, text=True,
+                                  timeout=timeout, env=self.host_env())
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"{self.name}/{host}", argv, None,
+                               f"timed out after {timeout} s") from None
+
     # -- faults (quizstack chaos) -----------------------------------------------------
 
     def inject(self, kind: str, host: str, **params) -> dict:
