@@ -377,14 +377,25 @@ class Project:
         for mount in reversed(mounts_under(str(self.state))):
             subprocess.run(["umount", "-l", mount], capture_output=True)
             removed.append(f"mount {mount}")
-        for hierarchy in sorted(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}")):
-            for folder in sorted((p for p in hierarchy.rglob("*") if p.is_dir()), reverse=True) + [hierarchy]:
-                try:
-                    folder.rmdir()
-                except OSError:
-                    pass
-        if any(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}")):
-            removed.append("cgroups (some could not be removed)")
+        # The containers' cgroups empty a moment after their last process: a few tries.
+        deadline = time.monotonic() + 10
+        while True:
+            left = sorted(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}"))
+            for hierarchy in left:
+                for folder in sorted((p for p in hierarchy.rglob("*") if p.is_dir()),
+                                     reverse=True) + [hierarchy]:
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        pass
+            if not any(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}")):
+                if left:
+                    removed.append(f"cgroups {self.cgroup}")
+                break
+            if time.monotonic() > deadline:
+                removed.append(f"cgroups {self.cgroup} (some could not be removed: still in use)")
+                break
+            time.sleep(0.2)
         if os.path.exists(self.netns_path):
             subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
             removed.append(f"network namespace {self.netns}")
