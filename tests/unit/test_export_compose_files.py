@@ -116,6 +116,9 @@ def test_every_service_has_a_health_check_and_a_restart_policy(tmp_path, name):
     assert f"http://{plan.backends[0].address}:{plan.app_port}/healthz" in \
         " ".join(doc["services"][plan.backends[0].name]["healthcheck"]["test"])
     assert "pg_isready" in doc["services"][plan.database_host]["healthcheck"]["test"]
+    # The balancer's own check asks HAProxy's socket, never takes a turn in the round-robin.
+    lb_check = " ".join(doc["services"][plan.lb_hosts[0]]["healthcheck"]["test"])
+    assert "/run/haproxy/admin.sock" in lb_check and "http://" not in lb_check
     # Compose reads $NAME as its own variables: every dollar meant for a shell is doubled.
     text = (tmp_path / "docker-compose.yml").read_text()
     assert not re.search(r"(?<!\$)\$(?!\$)", text.replace("$$", ""))
