@@ -20,6 +20,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _write_ssh_config(lab, path):
+    netns = {h["name"]: h["netns"] for h in lab.status()["hosts"]}
+    with open(path, "w") as f:
+        for name, host in lab.topology.hosts.items():
+            f.write(f"Host {host.interfaces[0].address}\n"
+                    f"    ProxyCommand nsenter --net=/run/netns/{netns[name]} nc %h %p\n")
+
+
+@pytest.fixture(scope="session")
+def ssh_config():
+    """write(lab, path): an ssh_config reaching each lab host by its first address with no
+    route into the lab: the TCP connection is opened inside the host's own namespace."""
+    return _write_ssh_config
+
+
 @pytest.fixture(scope="session")
 def complete(lab_state_root):
     """(lab, the UpResult of its first `up`, checks included)."""

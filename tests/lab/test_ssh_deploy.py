@@ -64,15 +64,7 @@ def start_sshd(lab, key_pub):
     return targets
 
 
-def ssh_config(lab, path):
-    netns = {h["name"]: h["netns"] for h in lab.status()["hosts"]}
-    with open(path, "w") as f:
-        for name, host in lab.topology.hosts.items():
-            f.write(f"Host {host.interfaces[0].address}\n"
-                    f"    ProxyCommand nsenter --net=/run/netns/{netns[name]} nc %h %p\n")
-
-
-def test_the_roles_deploy_over_ssh_and_pass_every_check(ssh_lab, capsys):
+def test_the_roles_deploy_over_ssh_and_pass_every_check(ssh_lab, ssh_config, capsys):
     lab, work = ssh_lab
     key = os.path.join(work, "id_ed25519")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
