@@ -191,9 +191,9 @@ def test_every_system_rebooted_at_once_comes_back_serving_with_the_data_kept(dep
     # Then the services, by themselves: no step by hand.
     left = serving_again(lab, deadline)
     assert not left, left
-    # Everything from before, and what the checks just made.
-    assert int(sh(lab, "bbdd", count).stdout.strip()) > quizzes
-    assert int(sh(lab, "nas2", media).stdout.strip()) > images > 0
+    # Everything from before is still there (the checks clean up after themselves).
+    assert int(sh(lab, "bbdd", count).stdout.strip()) >= quizzes > 0
+    assert int(sh(lab, "nas2", media).stdout.strip()) >= images > 0
 
 
 def test_stop_powers_systems_off_and_start_boots_them_serving(deployed):
