@@ -134,6 +134,7 @@ def base_rootfs(progress=lambda _: None):
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+    _forget_old("base-*.tar", keep=target)
     return target
 
 
@@ -191,6 +192,7 @@ def dependency_wheels(progress=lambda _: None):
             pass                    # another run put the same wheels there first
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+    _forget_old("wheels-*", keep=target)
     return target
 
 
@@ -248,11 +250,14 @@ def project_wheel(progress=lambda _: None):
 
 
 def _forget_old(pattern, keep, age=3600):
-    """Cached builds of older sources, untouched for an hour (none a running build still uses)."""
+    """Cached builds of older inputs, untouched for an hour (none a running build still uses)."""
     for old in cache_dir().glob(pattern):
         try:
             if old != keep and time.time() - old.stat().st_mtime > age:
-                shutil.rmtree(old, ignore_errors=True)
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink()
         except OSError:
             pass
 
