@@ -71,72 +71,72 @@ def test_the_compose_export_serves_quiz_balanced_with_the_image_shared_and_leave
     times = {}
     project = None
     try:
-        started = time.monotonic()
-        compose.write(out, topo, plan, compose.Options(name=name, port=8080))
-        times["export"] = time.monotonic() - started
-        project = Project(out, state_root=state_root)
-
-        started = time.monotonic()
-        up = project.up()
-        times["up"] = time.monotonic() - started
-        nas = [n for n, _ in plan.storage_hosts]
-        assert sorted(up["containers"]) == sorted([*plan.web_hosts, plan.lb_hosts[0], plan.database_host, *nas])
-
-        # Hermetic: the daemon's bridges and veths are in its namespace, none in the machine's,
-        # and the only listener there is the published port on loopback.
-        inside = subprocess.run(["nsenter", f"--net={project.netns_path}", "ip", "-o", "link", "show"],
-                                capture_output=True, text=True, check=True).stdout
-        bridges = set(re.findall(r"^\d+: (br-[0-9a-f]+)", inside, re.M))
-        assert len(bridges) == 3 and not bridges & _root_links()
-        listening = subprocess.run(["nsenter", f"--net={project.netns_path}", "ss", "-Hltn"],
-                                   capture_output=True, text=True, check=True).stdout.split("\n")
-        assert [line.split()[3] for line in listening if line.strip()] == ["127.0.0.1:8080"]
-        assert subprocess.run(["nsenter", f"--net={project.netns_path}", "ip", "route", "show",
-                               "default"], capture_output=True, text=True).stdout.strip() == ""
-
-        # The loopback forward: the machine's 127.0.0.1:free port → the published one, inside.
-        url = project.forward(_free_port())
-        with urllib.request.urlopen(url + "healthz", timeout=10) as answer:
-            assert answer.status == 200 and answer.headers["X-Server"] in plan.web_hosts
-
-        started = time.monotonic()
-        rows = project.check()
-        times["check"] = time.monotonic() - started
-        failed = [f"{r.group}: {r.name}: {r.detail}" for r in rows if not r.ok]
-        assert not failed, failed
-        shown = {r.group + ": " + r.name: r.detail for r in rows}
-        assert shown["balancing: 30 requests from c1 spread round-robin"].startswith("s1/s2/s3: 10/10/10")
-        assert shown["storage: the image is on every brick of volume nas"] == "present on: nas1, nas2, nas3"
-        assert len(rows) == 6
-
-        # The restart policy: s2's server dies (its main process killed), Docker starts it
-        # again, it turns healthy, and the balancer sends it requests once more.
-        started = time.monotonic()
-        container = project.containers()["s2"][0]
-        pid = int(_inspect(project, container, "{{.State.Pid}}"))
-        os.kill(pid, 9)
-        deadline = time.monotonic() + 90
-        while True:
-            restarts, health = _inspect(project, container, "{{.RestartCount}} {{.State.Health.Status}}").split()
-            if int(restarts) >= 1 and health == "healthy":
-                break
-            assert time.monotonic() < deadline, f"s2 not back healthy: {restarts} restarts, {health}"
-            time.sleep(0.5)
-        project.wait_backends_up()
-        times["s2 back"] = time.monotonic() - started
-        from quizstack.export.compose_check import run_checks
-        # Every server answers again, all 200. Not exactly 10 each: HAProxy puts a server
-        # that comes back in the next round, so the first 30 requests may be 11/9/10.
-        again = run_checks(project)[1].detail
-        counts = re.match(r"s1/s2/s3: (\d+)/(\d+)/(\d+); statuses \{'200': 30\}", again)
-        assert counts and all(int(c) > 0 for c in counts.groups()), again
-    finally:
-        if project is not None:
+        try:
             started = time.monotonic()
-            removed = project.down()
-            times["down"] = time.monotonic() - started
-        shutil.rmtree(out, ignore_errors=True)
-    try:
+            compose.write(out, topo, plan, compose.Options(name=name, port=8080))
+            times["export"] = time.monotonic() - started
+            project = Project(out, state_root=state_root)
+
+            started = time.monotonic()
+            up = project.up()
+            times["up"] = time.monotonic() - started
+            nas = [n for n, _ in plan.storage_hosts]
+            assert sorted(up["containers"]) == sorted([*plan.web_hosts, plan.lb_hosts[0], plan.database_host, *nas])
+
+            # Hermetic: the daemon's bridges and veths are in its namespace, none in the machine's,
+            # and the only listener there is the published port on loopback.
+            inside = subprocess.run(["nsenter", f"--net={project.netns_path}", "ip", "-o", "link", "show"],
+                                    capture_output=True, text=True, check=True).stdout
+            bridges = set(re.findall(r"^\d+: (br-[0-9a-f]+)", inside, re.M))
+            assert len(bridges) == 3 and not bridges & _root_links()
+            listening = subprocess.run(["nsenter", f"--net={project.netns_path}", "ss", "-Hltn"],
+                                       capture_output=True, text=True, check=True).stdout.split("\n")
+            assert [line.split()[3] for line in listening if line.strip()] == ["127.0.0.1:8080"]
+            assert subprocess.run(["nsenter", f"--net={project.netns_path}", "ip", "route", "show",
+                                   "default"], capture_output=True, text=True).stdout.strip() == ""
+
+            # The loopback forward: the machine's 127.0.0.1:free port → the published one, inside.
+            url = project.forward(_free_port())
+            with urllib.request.urlopen(url + "healthz", timeout=10) as answer:
+                assert answer.status == 200 and answer.headers["X-Server"] in plan.web_hosts
+
+            started = time.monotonic()
+            rows = project.check()
+            times["check"] = time.monotonic() - started
+            failed = [f"{r.group}: {r.name}: {r.detail}" for r in rows if not r.ok]
+            assert not failed, failed
+            shown = {r.group + ": " + r.name: r.detail for r in rows}
+            assert shown["balancing: 30 requests from c1 spread round-robin"].startswith("s1/s2/s3: 10/10/10")
+            assert shown["storage: the image is on every brick of volume nas"] == "present on: nas1, nas2, nas3"
+            assert len(rows) == 6
+
+            # The restart policy: s2's server dies (its main process killed), Docker starts it
+            # again, it turns healthy, and the balancer sends it requests once more.
+            started = time.monotonic()
+            container = project.containers()["s2"][0]
+            pid = int(_inspect(project, container, "{{.State.Pid}}"))
+            os.kill(pid, 9)
+            deadline = time.monotonic() + 90
+            while True:
+                restarts, health = _inspect(project, container, "{{.RestartCount}} {{.State.Health.Status}}").split()
+                if int(restarts) >= 1 and health == "healthy":
+                    break
+                assert time.monotonic() < deadline, f"s2 not back healthy: {restarts} restarts, {health}"
+                time.sleep(0.5)
+            project.wait_backends_up()
+            times["s2 back"] = time.monotonic() - started
+            from quizstack.export.compose_check import run_checks
+            # Every server answers again, all 200. Not exactly 10 each: HAProxy puts a server
+            # that comes back in the next round, so the first 30 requests may be 11/9/10.
+            again = run_checks(project)[1].detail
+            counts = re.match(r"s1/s2/s3: (\d+)/(\d+)/(\d+); statuses \{'200': 30\}", again)
+            assert counts and all(int(c) > 0 for c in counts.groups()), again
+        finally:
+            if project is not None:
+                started = time.monotonic()
+                removed = project.down()
+                times["down"] = time.monotonic() - started
+            shutil.rmtree(out, ignore_errors=True)
         # Nothing left: no process, mount, cgroup, namespace, veth, file outside.
         mark = str(Path(state_root) / "compose" / name)
         assert not [pid for pid in os.listdir("/proc") if pid.isdigit()
