@@ -154,11 +154,11 @@ class Project:
         if self.running():
             return
         if not os.path.exists(self.netns_path):
-            subprocess.run(["ip", "netns", "add", self.netns], check=True, capture_output=True)
+            self.run("network namespace", ["ip", "netns", "add", self.netns])
             record["netns"] = self.netns
             self._save(record)
-        subprocess.run(["nsenter", f"--net={self.netns_path}", "ip", "link", "set", "lo", "up"],
-                       check=True, capture_output=True)
+        self.run("network namespace", ["nsenter", f"--net={self.netns_path}", "ip", "link", "set",
+                                       "lo", "up"])
         made = _read_made()
         for path in OUTSIDE:
             if not os.path.exists(path) and path not in made:
@@ -397,8 +397,9 @@ class Project:
                 break
             time.sleep(0.2)
         if os.path.exists(self.netns_path):
-            subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
-            removed.append(f"network namespace {self.netns}")
+            done = self.run("network namespace", ["ip", "netns", "delete", self.netns], check=False)
+            removed.append(f"network namespace {self.netns}" + (
+                f" (ip netns delete: {done.stderr.strip()})" if done.returncode else ""))
         if not other_daemons(self.cgroup):
             # The last daemon gone: what the daemons made outside their folders goes too.
             for path in _read_made():
