@@ -18,7 +18,7 @@ packages=(
     nagios4 nagios-nrpe-server nagios-nrpe-plugin monitoring-plugins apache2 apache2-utils
     rsyslog rsyslog-relp
     docker.io docker-compose mmdebstrap
-    systemd-container
+    systemd-container netbase
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -42,7 +42,16 @@ def _systemd():
 
 def _rsyslog(conf):
     ops.directory(rl.SPOOL, mode="700", name="rsyslog's spool (positions, queue)")
-    ops.service("rsyslog", RSYSLOGD, unit="rsyslog", restart=(conf,), priority=50,
+    restart = (conf,)
+    if _systemd():
+        # Debian's unit runs rsyslogd without a pid file (-iNONE); ours is
+        # where the rotator and the readiness wait look, as on lab hosts.
+        dropin = ops.config_file("/etc/systemd/system/rsyslog.service.d/quizstack.conf",
+                                 f"{rl.HEADER}[Service]\nExecStart=\nExecStart={RSYSLOGD}\n",
+                                 name="rsyslog unit: our command line")
+        reload_units(dropin, name="systemd daemon-reload")
+        restart += (dropin,)
+    ops.service("rsyslog", RSYSLOGD, unit="rsyslog", restart=restart, priority=50,
                 name="rsyslog service")
 
 
@@ -50,7 +59,7 @@ def _program(name, command, description, restart=()):
     """One of our own programs, kept running (a unit of its own on real hosts)."""
     if _systemd():
         unit = ops.config_file(f"/etc/systemd/system/{name}.service",
-                               rl.systemd_unit(description, command), name=f"{name} unit")
+                               rl.systemd_unit(description, command, name=name), name=f"{name} unit")
         reload_units(unit, name="systemd daemon-reload")
         restart = tuple(restart) + (unit,)
     ops.service(name, command, unit=name, restart=restart, priority=60, name=f"{name} service")

@@ -52,8 +52,12 @@ def add_plugins():
 
 
 def _shared_kernel():
-    """Whether this host is a lab's (supervisord as its init), whose load is the machine's."""
-    return host.get_fact(ops.InitSystem) == "supervisord"
+    """Whether this host's load average is the machine's: a lab host (supervisord as
+    its init) or a container (a full-system lab host: systemd-nspawn)."""
+    if host.get_fact(ops.InitSystem) == "supervisord":
+        return True
+    return host.get_fact(ops.Lines, command="systemd-detect-virt --container || true") not in (
+        [], ["none"])
 
 
 def add_nrpe_ops(plan, context):

@@ -30,7 +30,8 @@ PACKAGES = {
     "loadbalancer: haproxy": ("haproxy",),
     # keepalived's check of HAProxy asks its socket with nc -U.
     "loadbalancer: keepalived": ("keepalived", "netcat-openbsd"),
-    "firewall: nftables": ("nftables",),
+    # The ruleset names protocols (vrrp) that nft resolves through /etc/protocols.
+    "firewall: nftables": ("nftables", "netbase"),
     "firewall: keepalived": ("keepalived", "conntrackd"),
     "monitoring: nrpe": ("nagios-nrpe-server", "monitoring-plugins", "sudo"),
     "monitoring: nagios": ("nagios4", "apache2", "monitoring-plugins", "nagios-nrpe-plugin", "curl"),

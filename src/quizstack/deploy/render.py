@@ -415,6 +415,8 @@ def quiz_systemd_unit(command):
         "[Service]\n"
         "EnvironmentFile=/etc/quiz/quiz.env\n"
         f"ExecStart={command}\n"
+        # Its request lines reach the central logs as program "quiz", as on lab hosts.
+        "SyslogIdentifier=quiz\n"
         "Restart=always\n"
         "RestartSec=1\n"
         # gunicorn drops to www-data itself (gunicorn.conf.py); nothing of the

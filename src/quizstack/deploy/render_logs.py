@@ -135,9 +135,12 @@ def forwarder_conf(plan, host, journal=False):
         # the line to the microsecond and its offset.
         'template(name="quizstack_forward" type="string" '
         'string="<%PRI%>1 %timereported:::date-rfc3339% %hostname% %$.prog% - - - '
-        '%msg:::drop-last-lf%")\n'
+        '%$.msg:::drop-last-lf%")\n'
         "\n"
         'ruleset(name="quizstack_forward") {\n'
+        # A syslog line ("tag: text", as from the journal) keeps the space after
+        # the colon in its text; a line read from a file has none.
+        '    set $.msg = ltrim($msg);\n'
         f'    action(type="omrelp" name="to_logs" target="{logs_address(plan)}" port="{RELP_PORT}"\n'
         '           template="quizstack_forward" timeout="5" conn.timeout="2"\n'
         # Disk-assisted: memory first, spilling to disk when the collector is
@@ -199,8 +202,11 @@ def rotate_command(pidfile=PIDFILE):
             f"--keep {ROTATE_KEEP} --every {ROTATE_EVERY} --pidfile {pidfile}")
 
 
-def systemd_unit(description, command, after="network-online.target"):
-    """A long-running program of ours as a systemd unit, for real Debian hosts."""
+def systemd_unit(description, command, after="network-online.target", name=None):
+    """A long-running program of ours as a systemd unit, for real Debian hosts.
+
+    Its output goes to the journal under `name` (the program's name in the
+    central logs, as supervisord's log file names it on lab hosts)."""
     return HEADER + (
         "[Unit]\n"
         f"Description={description}\n"
@@ -208,6 +214,7 @@ def systemd_unit(description, command, after="network-online.target"):
         "\n"
         "[Service]\n"
         f"ExecStart={command}\n"
+        + (f"SyslogIdentifier={name}\n" if name else "") +
         "Restart=always\n"
         "\n"
         "[Install]\n"

@@ -34,6 +34,7 @@ SUITE = "bookworm"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2",
     "iputils-ping", "ca-certificates", "curl", "sudo", "procps", "less", "netcat-openbsd",
+    "netbase",
 )
 DOOR_DIR = "/run/quizstack-door"        # where a host sees the lab's door (bind, read-only)
 DOOR_SOCKET = "apt.sock"

@@ -70,6 +70,13 @@ def nspawn_argv(spec: dict) -> list[str]:
             "--bind=/dev/fuse"]
 
 
+def nspawn_env() -> dict:
+    """nspawn's environment: /proc/sys/net writable in the system (the roles set
+    network sysctls, as on any host; they are the host's own namespace's), the
+    rest of /proc/sys and /sys read-only as usual."""
+    return dict(os.environ, SYSTEMD_NSPAWN_API_VFS_WRITABLE="network")
+
+
 def _mounted(path: str) -> bool:
     with open("/proc/self/mounts") as f:
         return any(line.split()[1] == path for line in f)
@@ -121,7 +128,7 @@ def keep(spec: dict) -> int:
             boots += 1
             print(f"keeper: boot {boots} of {spec['machine']}", flush=True)
             with open(os.devnull) as devnull:
-                child = subprocess.Popen(nspawn_argv(spec), stdin=devnull)
+                child = subprocess.Popen(nspawn_argv(spec), stdin=devnull, env=nspawn_env())
             status = child.wait()
             print(f"keeper: nspawn exited with {status}", flush=True)
             if status != REBOOT_STATUS:
