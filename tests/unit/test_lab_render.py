@@ -70,9 +70,9 @@ def test_bridge_batch(topo):
     lines = plan.bridge_batch("t1", topo).splitlines()
     assert lines[0] == "link set lo up"
     assert "link add br-LAN4 type bridge forward_delay 0 stp_state 0" in lines
-    assert "link add fw-1 type veth peer name eth1 netns qs-t1-fw" in lines
+    assert "link add fw-1 type veth peer name eth1 address 02:51:0a:02:02:01 netns qs-t1-fw" in lines
     assert "link set fw-1 master br-LAN2 up" in lines
-    assert "link add bbdd-0 type veth peer name eth0 netns qs-t1-bbdd" in lines
+    assert "link add bbdd-0 type veth peer name eth0 address 02:51:0a:02:04:1f netns qs-t1-bbdd" in lines
     # One veth pair per interface, 16 in pfinal.
     assert sum(1 for l in lines if "type veth" in l) == 16
     # Interface names fit Linux's 15 characters.

@@ -42,3 +42,25 @@ def test_a_host_gets_the_packages_of_its_phases():
     assert "c1" not in found
     pfinal = packages.per_host(_phases("pfinal"))
     assert "keepalived" not in pfinal["lb"] and "patroni" not in pfinal["bbdd"]
+
+
+def test_namespace_hosts_are_checked_on_this_machine_and_others_get_a_phase():
+    from quizstack.deploy import install
+    from quizstack.deploy.roles import Phase
+
+    phases = [Phase("storage", "glusterd", ("nas1", "nas2"), None),
+              Phase("firewall", "nftables", ("fw",), None)]
+    # Every host shares this machine's /usr: no phase (setup.sh installed them here).
+    assert install.phase(phases, shared={"nas1", "nas2", "fw"}) is None
+    found = install.phase(phases, shared={"nas1", "nas2"})
+    assert found.key == "packages: install" and found.hosts == ("fw",)
+
+
+def test_a_package_missing_on_this_machine_is_named():
+    import pytest
+
+    from quizstack.deploy import install
+    from quizstack.errors import DeployError
+
+    with pytest.raises(DeployError, match="no-such-package-here.*run ./setup.sh"):
+        install.verify_here(["python3", "no-such-package-here"])

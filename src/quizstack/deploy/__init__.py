@@ -72,10 +72,13 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
     context = Context(secrets=secrets, venv=venv, keys=keys, release=release)
     ops.MANAGED.clear()
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
-    # First, on every host: what the phases after it need installed.
-    phases = [p for p in [install.phase(phases)] if p] + phases
     if only is not None:
         phases = restrict(phases, set(only))
+    # First, on every host: what the phases after it need installed (checked
+    # on this machine for the lab's namespace hosts, which share its /usr).
+    shared = {h for h, target in targets.items()
+              if str(target).startswith("@lab/") and h in topology.hosts and not topology.hosts[h].system}
+    phases = [p for p in [install.phase(phases, shared)] if p] + phases
     needed = {h for phase in phases for h in phase.hosts}
     missing = [h for h in topology.hosts if h in needed and h not in targets]
     if missing:

@@ -41,9 +41,31 @@ class Installed(FactBase):
                 if line.strip().endswith("install ok installed")}
 
 
-def phase(phases):
-    """The packages phase for the hosts of the other phases (None if there are none)."""
+def verify_here(names):
+    """Namespace lab hosts share this machine's /usr: their packages are checked here,
+    once, without a phase of its own on every host."""
+    import subprocess
+
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *names],
+                          capture_output=True, text=True)
+    have = {line.split()[0] for line in done.stdout.splitlines()
+            if line.strip().endswith("install ok installed")}
+    missing = [p for p in names if p not in have]
+    if missing:
+        raise DeployError(f"Debian packages missing on this machine, whose /usr the lab's "
+                          f"hosts share: {', '.join(missing)} (run ./setup.sh)")
+
+
+def phase(phases, shared=()):
+    """The packages phase for the hosts of the other phases (None if there are none).
+
+    The hosts in `shared` (namespace lab hosts) are verified here instead.
+    """
     wanted = packages.per_host(phases)
+    mine = sorted({p for h, found in wanted.items() if h in shared for p in found})
+    if mine:
+        verify_here(mine)
+    wanted = {h: found for h, found in wanted.items() if h not in shared}
     if not wanted:
         return None
 
