@@ -1,10 +1,10 @@
 """The Debian packages each phase of the deployment relies on, in one place.
 
-The roles configure programs; they do not install them. On real hosts the
-packages below must be there before `quizstack deploy` (apt-get install on
-each host, the report lists them per host); in the lab every host shares the
-machine's /usr, so setup.sh installs all of them on the machine — a unit test
-checks that its list holds every package named here.
+The deployment's first phase (install.py) installs them with apt on hosts
+whose init is systemd (real hosts, full-system lab hosts); the lab's
+namespace hosts share the machine's /usr, so setup.sh installs all of them on
+the machine and the deployment only checks them there — a unit test checks
+that setup.sh's list holds every package named here.
 
 Keyed by phase ("role: phase", as deploy.ROLES name them), so what a host
 needs follows from the phases that run on it: change a role's phases or the

@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 NSPAWN = "systemd-nspawn"
@@ -205,23 +204,6 @@ def remove_cgroup(relative: str) -> bool:
             except OSError:
                 break
     return gone
-
-
-def wait_running(run, timeout: float) -> str:
-    """Poll `systemctl is-system-running` in the host until it has booted.
-
-    `run(argv)` runs a command in the host and returns (status, output); the
-    answer is the last state seen ("running" or "degraded" once booted).
-    """
-    deadline = time.monotonic() + timeout
-    state = "unknown"
-    while time.monotonic() < deadline:
-        code, out = run(["systemctl", "is-system-running"])
-        state = out.strip() or state
-        if state in ("running", "degraded"):
-            return state
-        time.sleep(0.2)
-    return state
 
 
 def main(argv=None) -> int:

@@ -6,6 +6,7 @@ system.py for the keeper that runs each one and sysimage.py for the base.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -110,7 +111,6 @@ def boot(lab, topo, st: dict, hosts, progress) -> dict:
         statefile.add_created(st, {"kind": "system-cgroup", "path": spec["cgroup"],
                                    "machine": spec["machine"]})
         with open(lab._host_dir(host.name) / "init.json", "w") as f:
-            import json
             json.dump(rec, f)
         records[host.name] = rec
         progress(f"host {host.name}: booting Debian (keeper pid {rec['pid']})")
@@ -158,8 +158,7 @@ def stop(records: list[dict], timeout=STOP_TIMEOUT) -> list[dict]:
     """Power systems off cleanly (the keepers turn SIGTERM into a poweroff)."""
     for rec in records:
         procs.signal_record(rec, signal.SIGTERM)
-    left = procs.wait_gone(records, time.monotonic() + timeout)
-    return [r for r in left]
+    return procs.wait_gone(records, time.monotonic() + timeout)
 
 
 def power_cut(rec: dict, timeout: float) -> list[dict]:

@@ -118,7 +118,7 @@ def hosts_section(topology, plan, phases):
     services = _services_by_host(phases)
     lines = ["## Hosts", "",
              "Every host of the scenario with its addresses, the Debian packages the roles rely on "
-             "(install them before `quizstack deploy`: the roles configure, they do not install), "
+             "(`quizstack deploy` installs them with apt first), "
              "the services they keep running and the files they write. Secrets are shown as "
              f"`{SECRET}` and keys as placeholders.", ""]
     for host in topology.hosts.values():
