@@ -125,6 +125,7 @@ MIDDLEWARE = [
     "quiz.requestlog.RequestLogMiddleware",
     "quiz.middleware.HostCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
