@@ -50,3 +50,13 @@ def test_a_traceback_stays_on_one_line():
                                    exc_info=__import__("sys").exc_info())
     text = OneLineFormatter("%(message)s").format(record)
     assert "\n" not in text and "ValueError: boom" in text
+
+
+def test_the_time_is_written_as_loggings_default_across_seconds():
+    from quiz.requestlog import OneLineFormatter
+
+    ours, default = OneLineFormatter("%(asctime)s %(message)s"), logging.Formatter("%(asctime)s %(message)s")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    for created in (1_800_000_000.0, 1_800_000_000.999, 1_800_000_001.0, 1_800_000_000.5, 1_800_003_600.25):
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        assert ours.format(record) == default.format(record)
