@@ -37,7 +37,7 @@ ORDER BY q.id
 COUNT_SQL = "SELECT COUNT(*) AS total FROM {quiz} q WHERE {where}"
 STARRED = "EXISTS (SELECT 1 FROM {favourite} f WHERE f.quiz_id = q.id AND f.user_id = %s)"
 TABLES = {"quiz": Quiz._meta.db_table, "user": User._meta.db_table, "attachment": Attachment._meta.db_table,
-          "favourite": Favourite._meta.db_table}
+          "favourite": Favourite._meta.db_table, "tip": Tip._meta.db_table}
 
 
 class QuizList:
@@ -157,26 +157,30 @@ def _dicts(sql, params):
         return cursor.fetchall()
 
 
-def quiz_page_row(quiz_id, viewer_id=None):
-    """One quiz as a row for its pages (show, play): author, picture and the viewer's star; None if missing.
+def quiz_page(quiz_id, user):
+    """A quiz as a row for its pages (show, play), None if missing, and the tips ``user`` may see.
 
     Hand-written for the same reason as QuizList: these pages are hit as
     often as the list, and the ORM's compilation cost more than the page.
+    Two queries on one cursor: the quiz with its author, picture and the
+    viewer's star, then its tips (accepted ones for everybody; unaccepted
+    ones too for the quiz's author, their own author and admins).
     """
+    viewer_id = user.id if user.is_authenticated else None
     starred, params = ("FALSE", []) if viewer_id is None else (STARRED.format(**TABLES), [viewer_id])
-    rows = _dicts(QUIZ_SQL.format(starred=starred, **TABLES), params + [quiz_id])
-    return rows[0] if rows else None
-
-
-def tip_rows(quiz_row, user):
-    """Accepted tips for everybody; unaccepted ones for the quiz author, their own author and admins."""
-    if not user.is_authenticated:
-        visible, params = "t.accepted", []
-    elif user.is_admin or quiz_row["author_id"] == user.id:
-        visible, params = "TRUE", []
-    else:
-        visible, params = "(t.accepted OR t.author_id = %s)", [user.id]
-    return _dicts(TIPS_SQL.format(visible=visible, tip=Tip._meta.db_table, **TABLES), [quiz_row["id"]] + params)
+    with read_cursor() as cursor:
+        cursor.execute(QUIZ_SQL.format(starred=starred, **TABLES), params + [quiz_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None, []
+        if viewer_id is None:
+            visible, params = "t.accepted", []
+        elif user.is_admin or row["author_id"] == viewer_id:
+            visible, params = "TRUE", []
+        else:
+            visible, params = "(t.accepted OR t.author_id = %s)", [viewer_id]
+        cursor.execute(TIPS_SQL.format(visible=visible, **TABLES), [quiz_id] + params)
+        return row, cursor.fetchall()
 
 
 def quiz_row(quiz):

@@ -13,18 +13,18 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 
 from quiz.models import Quiz
-from quiz.queries import quiz_page_row, quiz_row, tip_rows
+from quiz.queries import quiz_page, quiz_row
 from quiz.web import JINJA2
 
 GAME_KEY = "randomplay"
 
 
 def play(request, quiz_id):
-    quiz = quiz_page_row(quiz_id)
+    quiz, tips = quiz_page(quiz_id, request.user)
     if quiz is None:
         raise Http404
     return render(request, "quiz/quizzes/play.html", using=JINJA2, context={
-        "quiz": quiz, "answer": request.GET.get("answer", ""), "tips": tip_rows(quiz, request.user),
+        "quiz": quiz, "answer": request.GET.get("answer", ""), "tips": tips,
     })
 
 

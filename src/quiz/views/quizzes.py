@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from quiz import once, uploads
 from quiz.models import Quiz, User
-from quiz.queries import QuizList, quiz_json, quiz_page_row, quiz_row, tip_rows
+from quiz.queries import QuizList, quiz_json, quiz_page, quiz_row
 from quiz.views.pages import remember_list_page
 from quiz.web import JINJA2, NUL_PROBLEM, has_nul, login_required, page_number, require, route
 
@@ -144,12 +144,12 @@ def quiz_item(request, quiz_id, format=None):
 
 def show(request, quiz_id):
     viewer = request.user.id if request.user.is_authenticated else None
-    quiz = quiz_page_row(quiz_id, viewer)
+    quiz, tips = quiz_page(quiz_id, request.user)
     if quiz is None:
         raise Http404
     may_change = viewer is not None and (request.user.is_admin or quiz["author_id"] == viewer)
     return render(request, "quiz/quizzes/show.html", using=JINJA2, context={
-        "quiz": quiz, "tips": tip_rows(quiz, request.user), "may_change": may_change, "logged_in": viewer is not None,
+        "quiz": quiz, "tips": tips, "may_change": may_change, "logged_in": viewer is not None,
     })
 
 
