@@ -1,4 +1,4 @@
-"""Middleware: the health check, the Host check and the idle logout.
+"""Middleware: the health check and the idle logout.
 
 They are plain functions of the request, kept small because they run on every
 request (see docs/performance.md for what each middleware costs).
@@ -152,21 +152,6 @@ class HealthzMiddleware:
         response = HttpResponse(body, status=503 if problems else 200, content_type="text/plain")
         response["Cache-Control"] = "no-store"
         return response
-
-
-class HostCheckMiddleware:
-    """Validate the Host header against DJANGO_ALLOWED_HOSTS on every request.
-
-    Django checks it only when something asks for the host, and our minimal
-    middleware stack rarely does; a request for an unknown host gets a 400.
-    """
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        request.get_host()  # raises DisallowedHost, turned into a 400 by Django
-        return self.get_response(request)
 
 
 class IdleLogoutMiddleware:

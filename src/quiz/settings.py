@@ -123,9 +123,11 @@ MIDDLEWARE = [
     "quiz.middleware.HealthzMiddleware",
     # One line per request (not the health checks), with the balancer's request id.
     "quiz.requestlog.RequestLogMiddleware",
-    "quiz.middleware.HostCheckMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    # Validates the Host header on every request (request.get_host(): an unknown
+    # host is a 400), and gives every answer its Content-Length, so gunicorn
+    # sends it without chunked framing.
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
