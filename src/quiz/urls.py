@@ -26,18 +26,20 @@ register_converter(IdConverter, "id")
 # A database failure outside the views is a 503 "try again" too (quiz.outage).
 handler500 = "quiz.outage.server_error"
 
+# Django tries the patterns in order, so the busiest pages come first (the list,
+# a quiz, playing it); no two patterns match the same path, so order changes nothing else.
 urlpatterns = [
+    re_path(r"^quizzes(?:\.(?P<format>\w+))?$", quizzes.quiz_collection),
+    re_path(r"^quizzes/(?P<quiz_id>[0-9]{1,18})(?:\.(?P<format>\w+))?$", quizzes.quiz_item),
+    path("quizzes/<id:quiz_id>/play", play.play),
     path("", pages.home),
     path("author", pages.author),
     path("goback", pages.goback),
     path("session", session.session),
-    re_path(r"^quizzes(?:\.(?P<format>\w+))?$", quizzes.quiz_collection),
     path("quizzes/new", quizzes.new),
     path("quizzes/randomplay", play.randomplay),
     path("quizzes/randomcheck/<id:quiz_id>", play.randomcheck),
-    re_path(r"^quizzes/(?P<quiz_id>[0-9]{1,18})(?:\.(?P<format>\w+))?$", quizzes.quiz_item),
     path("quizzes/<id:quiz_id>/edit", quizzes.edit),
-    path("quizzes/<id:quiz_id>/play", play.play),
     path("quizzes/<id:quiz_id>/check", play.check),
     path("quizzes/<id:quiz_id>/tips", tips.create),
     path("quizzes/<id:quiz_id>/tips/<id:tip_id>", tips.tip_item),
