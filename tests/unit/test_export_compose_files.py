@@ -13,6 +13,7 @@ from quiz.unavailable import haproxy_errorfile
 from quizstack.cli import main
 from quizstack.deploy import render
 from quizstack.deploy.plan import build_plan
+from quizstack import wheels
 from quizstack.export import compose, compose_image
 from quizstack.export.compose_run import ComposeError, Project
 from quizstack.topology import load_scenario
@@ -228,6 +229,6 @@ def test_the_image_gets_pyprojects_dependencies_but_the_deployments_own(tmp_path
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[project]\nname = "x"\ndependencies = [\n  "Django>=5.2,<6",\n'
                          '  "psycopg[binary]>=3.1,<4",\n  "pyinfra>=3.10,<4",\n  "bcrypt>=4",\n]\n')
-    assert compose_image.app_requirements(pyproject) == ["Django>=5.2,<6", "psycopg[binary]>=3.1,<4"]
-    pinned = compose_image.pinned_requirements(pyproject)
+    assert wheels.app_requirements(pyproject) == ["Django>=5.2,<6", "psycopg[binary]>=3.1,<4"]
+    pinned = wheels.pinned_requirements(pyproject)
     assert pinned[0].startswith("Django==") and pinned[1].startswith("psycopg[binary]==")

@@ -57,12 +57,12 @@ def prepare(progress=None) -> Release:
     Built with pip (once; cached), then copied into a folder of the release's
     own, so that what the deployment uploads stays put while it runs.
     """
-    from quizstack.export import compose_image
+    from quizstack import wheels
 
     say = progress or (lambda message: None)
-    dependencies = sorted(compose_image.dependency_wheels(say).glob("*.whl"))
-    project = compose_image.project_wheel(say)
-    return assemble(project, dependencies, tuple(compose_image.pinned_requirements()))
+    dependencies = sorted(wheels.dependency_wheels(say).glob("*.whl"))
+    project = wheels.project_wheel(say)
+    return assemble(project, dependencies, tuple(wheels.pinned_requirements()))
 
 
 def assemble(project: Path, dependencies, requirements) -> Release:

@@ -45,9 +45,6 @@ SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "postgresql", "haproxy", "glusterfs-server",
                  "glusterfs-client")
 STORAGES = ("glusterfs", "volume")       # GlusterFS containers as in the lab, or one shared volume
-# The image gets pyproject.toml's dependencies but the deployment's own (they run
-# on the machine that deploys, never in a container).
-DEPLOYMENT_ONLY = ("pyinfra", "bcrypt")
 SECRETS = ("db_password", "django_secret_key")
 VENV = "/opt/quiz"
 PGDATA = "/var/lib/quiz-db/data"

@@ -99,10 +99,10 @@ class _Context(Context):
 
 def masked_context(topology):
     from quizstack.deploy import ship
-    from quizstack.export import compose_image
+    from quizstack import wheels
 
     # The release a deployment ships: named, not built (no pip run for a report).
-    requirements = tuple(compose_image.pinned_requirements())
+    requirements = tuple(wheels.pinned_requirements())
     release = ship.Release(id="RELEASE", requirements=requirements,
                            wheels=("quizstack.whl",) + tuple(f"{r}.whl" for r in requirements))
     return _Context(secrets={k: SECRET for k in FIELDS}, venv=VENV, keys=_Keys(topology.hosts),
