@@ -25,6 +25,7 @@ from quizstack import cli, stack, upgrade
 from quizstack.chaos import runner
 from quizstack.deploy import ship
 from quizstack.deploy.plan import build_plan
+from quizstack.errors import LabError
 from quizstack.lab import Lab, system
 from quizstack.topology import load_scenario
 
@@ -171,6 +172,22 @@ def booted_again(lab, host, before):
         return False
     state = sh(lab, host, "systemctl is-system-running", check=False).stdout.strip()
     return state in ("running", "degraded")
+
+
+def test_chaos_stops_a_systemd_unit_and_heal_starts_it_again(deployed):
+    lab, _, _ = deployed
+    with pytest.raises(LabError, match="no systemd unit 'nosuch'"):
+        lab.inject("stop", "s1", service="nosuch")
+    lab.inject("stop", "s1", service="quiz")
+    assert sh(lab, "s1", "systemctl is-active quiz", check=False).stdout.strip() == "inactive"
+    assert [(f["kind"], f["host"], f["service"]) for f in lab.faults()] == [("stop", "s1", "quiz")]
+    with pytest.raises(LabError, match="is inactive, not running: nothing to stop"):
+        lab.inject("stop", "s2", service="systemd-tmpfiles-clean.service")  # a one-shot, done
+    lab.heal()
+    assert lab.faults() == []
+    assert sh(lab, "s1", "systemctl is-active quiz", check=False).stdout.strip() in ("active", "activating")
+    left = serving_again(lab, time.monotonic() + 60)
+    assert not left, left
 
 
 def test_every_system_rebooted_at_once_comes_back_serving_with_the_data_kept(deployed):

@@ -29,7 +29,7 @@ import socket
 import time
 import xmlrpc.client
 
-from quizstack.errors import LabError
+from quizstack.errors import LabError, QuizstackError
 from quizstack.lab import plan, procs, render, state as statefile
 from quizstack.topology import Host
 
@@ -46,6 +46,7 @@ KILL_TIMEOUT = 10.0
 FREEZE_TIMEOUT = 5.0
 CGROUP_TIMEOUT = 5.0
 RPC_TIMEOUT = 60.0
+SYSTEMCTL_TIMEOUT = 90.0   # a unit stopping may take its TimeoutStopSec (a drained gunicorn: seconds)
 MAX_SWEEPS = 50
 
 # Healing runs in this order whatever order the faults came in: thaw first
@@ -92,7 +93,7 @@ def check_params(kind: str, params: dict) -> dict:
     if missing:
         raise LabError(f"fault {kind} needs {missing[0]}"
                        + (" (a percentage of one CPU, 1..100)" if missing[0] == "cpu" else
-                          " (the name of a supervisor program on the host)"))
+                          " (a program of the host's: supervisord's, or a systemd unit on a full system)"))
     if kind == "slow":
         return {"cpu": check_percent(params["cpu"])}
     if kind == "stop":
@@ -244,6 +245,9 @@ def _apply_slow(lab, fault, init):
 
 
 def _apply_stop(lab, fault, init):
+    if init.get("system"):
+        _systemctl(lab, fault["host"], "stop", fault["service"])
+        return
     try:
         with _supervisor(init) as rpc:
             rpc.supervisor.stopProcess(fault["service"], True)
@@ -322,6 +326,9 @@ def _start_program(lab, fault):
     init = lab._running(fault["host"])
     if init is None:
         return      # the host is off: its next boot starts the program
+    if init.get("system"):
+        _systemctl(lab, fault["host"], "start", fault["service"])   # a unit already running: no-op
+        return
     try:
         with _supervisor(init) as rpc:
             rpc.supervisor.startProcess(fault["service"], True)
@@ -507,7 +514,33 @@ def programs(init: dict) -> dict[str, str]:
             for i in infos}
 
 
+def _systemctl(lab, host: str, verb: str, unit: str):
+    """systemctl VERB UNIT inside a full-system host; its own words in the error if it refuses."""
+    try:
+        lab.run(host, ["systemctl", verb, unit], timeout=SYSTEMCTL_TIMEOUT)
+    except QuizstackError as exc:
+        raise LabError(f"lab {lab.name}: host {host}: systemctl {verb} {unit} failed: {exc}") from None
+
+
+def _unit_state(lab, host: str, unit: str) -> tuple[str, str]:
+    """(LoadState, ActiveState) of a systemd unit of a full-system host."""
+    try:
+        done = lab.run(host, ["systemctl", "show", "--property=LoadState,ActiveState", "--", unit],
+                       timeout=SYSTEMCTL_TIMEOUT)
+    except QuizstackError as exc:
+        raise LabError(f"lab {lab.name}: host {host}: systemd does not answer ({exc})") from None
+    props = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    return props.get("LoadState", ""), props.get("ActiveState", "")
+
+
 def _check_program(lab, host: str, init: dict, service: str):
+    if init.get("system"):
+        loaded, active = _unit_state(lab, host, service)
+        if loaded != "loaded":
+            raise LabError(f"lab {lab.name}: host {host} has no systemd unit {service!r} ({loaded or 'unknown'})")
+        if active not in ("active", "activating", "reloading"):
+            raise LabError(f"lab {lab.name}: host {host}: unit {service} is {active}, not running: nothing to stop")
+        return
     try:
         found = programs(init)
     except (OSError, xmlrpc.client.Error) as exc:
