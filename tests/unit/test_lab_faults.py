@@ -31,7 +31,7 @@ def test_params_are_checked_per_kind():
         ("cut", {"cpu": 5}, "fault cut takes no cpu"),
         ("slow", {"cpu": 5, "service": "x"}, "fault slow takes no service (only cpu)"),
         ("slow", {}, "fault slow needs cpu (a percentage of one CPU, 1..100)"),
-        ("stop", {"service": None}, "fault stop needs service (the name of a supervisor program on the host)"),
+        ("stop", {"service": None}, "fault stop needs service (a program of the host's: supervisord's, or a systemd unit on a full system)"),
         ("stop", {"service": "a b"}, "bad program name 'a b'"),
     ]
     for kind, params, message in cases:
