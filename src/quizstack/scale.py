@@ -9,9 +9,11 @@
   configuration (a seamless reload: HAProxy's old workers finish what they
   hold), ges's view of the hosts and Nagios's. The new server takes requests
   once HAProxy's health checks see it.
-- in (N smaller): the leaving servers are drained first — set to DRAIN on
-  every load balancer (no new requests; those in flight finish) and waited
-  for until none holds a session —, then the balancers, ges and Nagios are
+- in (N smaller): the leaving servers are drained first — their drain file
+  put there (their health page says "draining", and a load agent says
+  `drain`, never `ready`, which would undo the balancers' drain), set to
+  DRAIN on every load balancer (no new requests; those in flight finish) and
+  waited for until none holds a session —, then the balancers, ges and Nagios are
   deployed without them, and only then are they powered off and removed.
 
 Either way the scenario the lab runs is updated, so status, check, stop and
@@ -22,6 +24,7 @@ import time
 
 from quizstack import deploy
 from quizstack.deploy.plan import build_plan
+from quizstack.deploy.web import DRAIN_FILE
 from quizstack.errors import QuizstackError
 from quizstack.topology import parse_scenario
 from quizstack.topology.scale import scaled_text
@@ -66,6 +69,9 @@ def drain(lab, plan, servers, progress, timeout=DRAIN_TIMEOUT):
     """No new request to `servers` on any balancer; wait until they hold none."""
     running = {h["name"] for h in lab.status()["hosts"] if h["running"]}
     balancers = [lb for lb in plan.lb_hosts if lb in running]
+    for server in servers:
+        if server in running:
+            lab.run(server, ["sh", "-c", f'mkdir -p "$(dirname {DRAIN_FILE})" && touch {DRAIN_FILE}'])
     for lb in balancers:
         for server in servers:
             for backend in ("quiz_servers", "quiz_watch"):

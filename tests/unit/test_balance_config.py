@@ -178,6 +178,23 @@ def test_an_overloaded_server_that_still_answers_keeps_a_sliver_of_weight():
     assert agent.answer(sample(waiting=31)) == "up 100% #health 4 ms\n"
 
 
+def test_a_server_with_the_drain_file_drains_and_never_says_ready():
+    # A scale-in or a rolling restart drained it: saying `ready` would undo that drain.
+    line = "drain #draining: the server is leaving or restarting\n"
+    assert agent.answer(sample(draining=True)) == line
+    assert agent.answer(sample(draining=True), ready=True) == line
+    assert agent.answer(sample(draining=True, database=False)) == "down #database not reachable\n"
+
+
+def test_the_agent_samples_its_drain_file(tmp_path):
+    marker = tmp_path / "draining"
+    options = agent.argparse.Namespace(health="http://127.0.0.1:9/healthz", mount=str(tmp_path), media=str(tmp_path),
+                                       database="127.0.0.1:9", app_port=9, threads=1, drain_file=str(marker))
+    assert agent.Agent(options).measure()["draining"] is False
+    marker.touch()
+    assert agent.Agent(options).measure()["draining"] is True
+
+
 def test_a_missing_mount_is_down_whatever_the_load():
     assert agent.answer(sample(mount="/var/lib/quiz/nas not mounted", health_ms=None)) == \
         "down #/var/lib/quiz/nas not mounted\n"

@@ -9,6 +9,9 @@ HAProxy's agent protocol and closes it:
   volume is not mounted, or the media folder on it is not there or not
   readable and writable by this user (the app's), or the database the app
   uses does not accept a connection;
+- `drain #draining` while the drain file is there (/run/quiz/draining: a
+  rolling restart's, or a scale-in's for a leaving server), and never with
+  `ready`, so the agent cannot undo the drain an operator's tool set;
 - `drain #why` when it is swamped: its own health page is not answered at
   all within HEALTH_TIMEOUT (the kernel still queues connections, nothing
   takes them);
@@ -28,7 +31,9 @@ HAProxy's agent protocol and closes it:
 HAProxy keeps an agent's `drain` until the agent says `ready`; `ready` also
 ends a drain an operator set (before removing a server), so the agent says it
 only while it may have drained the server itself: for READY_FOR seconds after
-its own last `drain`, and after it starts. The machine's load average is not
+its own last `drain`, and after it starts; and a tool that drains a server
+puts the drain file there first, so within those seconds too the agent says
+`drain`, not `ready`. The machine's load average is not
 used: in a lab every host shares the machine's, and on a real host what it
 means for a request is already in the health page's time.
 
@@ -39,7 +44,7 @@ hold a `stat` for as long as the storage's timeout) counts as an overload.
 host's own python3 runs it.
 
     python3 agent.py --listen ADDR:PORT --health URL --mount DIR --media DIR
-                     --database HOST:PORT --app-port PORT --threads N
+                     --database HOST:PORT --app-port PORT --threads N [--drain-file PATH]
     python3 agent.py --ask ADDR:PORT       # print an agent's answer (exit 1: none)
 """
 
@@ -63,6 +68,7 @@ OVERLOAD = 4            # requests waiting per worker thread that make an overlo
 MIN_WEIGHT = 1          # percent; 0 would be a drain in disguise
 STALE = 5.0             # seconds without a fresh sample: the checks themselves hang
 READY_FOR = 10.0        # seconds `ready` is said after a drain (every balancer hears it)
+DRAIN_FILE = "/run/quiz/draining"   # the app's /healthz says "draining" while it exists too
 
 
 def answer(sample, ready=False):
@@ -71,7 +77,8 @@ def answer(sample, ready=False):
     "refused": bool (nothing listens on the app port), "waiting": requests
     waiting for a worker, "threads": the workers' threads in all, "cpu_share":
     the fraction of the machine's CPUs it may use (1.0 without a quota),
-    "age": seconds since the sample}. `ready`: say `ready` too (see above)."""
+    "draining": the drain file is there, "age": seconds since the sample}.
+    `ready`: say `ready` too (see above)."""
     up = "up ready" if ready else "up"
     if sample is None or sample.get("age", 0) > STALE:
         # The measuring hangs (a stalled volume?): the server may still serve reads.
@@ -82,6 +89,8 @@ def answer(sample, ready=False):
         return "down #database not reachable\n"
     if sample.get("refused"):
         return "down #app not listening\n"
+    if sample.get("draining"):
+        return "drain #draining: the server is leaving or restarting\n"
     health = sample.get("health_ms")
     threads = max(1, sample.get("threads", 1))
     if health is None:
@@ -220,6 +229,7 @@ class Agent:
             "waiting": waiting_requests(o.app_port),
             "threads": o.threads,
             "cpu_share": cpu_share(),
+            "draining": os.path.exists(o.drain_file),
         }
 
     def loop(self):
@@ -286,6 +296,7 @@ def main(argv):
     parser.add_argument("--database", required=True, metavar="HOST:PORT")
     parser.add_argument("--app-port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--drain-file", default=DRAIN_FILE, metavar="PATH")
     serve(parser.parse_args(argv))
     return 0
 
