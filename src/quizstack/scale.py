@@ -24,7 +24,7 @@ import time
 
 from quizstack import deploy
 from quizstack.deploy.plan import build_plan
-from quizstack.deploy.web import DRAIN_FILE
+from quizstack.deploy.web import DRAIN
 from quizstack.errors import QuizstackError
 from quizstack.topology import parse_scenario
 from quizstack.topology.scale import scaled_text
@@ -71,7 +71,7 @@ def drain(lab, plan, servers, progress, timeout=DRAIN_TIMEOUT):
     balancers = [lb for lb in plan.lb_hosts if lb in running]
     for server in servers:
         if server in running:
-            lab.run(server, ["sh", "-c", f'mkdir -p "$(dirname {DRAIN_FILE})" && touch {DRAIN_FILE}'])
+            lab.run(server, ["sh", "-c", DRAIN])
     for lb in balancers:
         for server in servers:
             for backend in ("quiz_servers", "quiz_watch"):

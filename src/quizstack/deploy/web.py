@@ -23,6 +23,7 @@ from quizstack.deploy.roles import PROBE_DIR, Phase, install_probe, scenario_hos
 ENV_FILE = "/etc/quiz/quiz.env"
 # QUIZ's /healthz says "draining" while this file exists (quiz.middleware).
 DRAIN_FILE = "/run/quiz/draining"
+DRAIN = f"mkdir -p {DRAIN_FILE.rsplit('/', 1)[0]} && touch {DRAIN_FILE}"   # shell: drain this server
 # HAProxy marks a server DOWN after 2 failed checks 0.5 s apart and UP again
 # after 2 good ones 1 s apart (render.haproxy_cfg): the waits cover both.
 DRAIN_SECONDS = 2.0
@@ -198,7 +199,7 @@ def restart_script(init, health_url):
     """Drain, restart, wait for the new server, undrain: the shell text (pure)."""
     restart = "systemctl restart quiz" if init == "systemd" else "supervisorctl restart quiz"
     up_again = f"python3 -c {shlex.quote(UP_AGAIN)} {health_url}"
-    return (f"mkdir -p {DRAIN_FILE.rsplit('/', 1)[0]} && touch {DRAIN_FILE} && sleep {DRAIN_SECONDS} && "
+    return (f"{DRAIN} && sleep {DRAIN_SECONDS} && "
             f"{restart} >/dev/null && i=0; until {up_again}; do i=$((i+1)); "
             f"if [ $i -ge 300 ]; then rm -f {DRAIN_FILE}; echo 'QUIZ did not come back' >&2; exit 1; fi; "
             f"sleep 0.2; done; rm -f {DRAIN_FILE} && sleep {READY_SECONDS}")
