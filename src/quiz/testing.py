@@ -17,7 +17,7 @@ Usage::
 
 It also holds the helpers the app's tests are written with, so they read like
 a user's actions: ``login_as(client, "pepe")``, ``make_quiz(...)``,
-``png_bytes()``; and the database faults they play on 127.0.0.1:
+``png_bytes()``, ``wsgi_call(application, "/quizzes")``; and the database faults they play on 127.0.0.1:
 ``SilentServer`` (takes connections, never answers), ``FreezableProxy`` (a
 relay that freezes like a hung host) and ``in_thread`` (requests on a
 connection of their own, pointed at either).
@@ -227,6 +227,38 @@ def image_upload(name="pic.png", content=None, content_type="image/png"):
 
 
 # -- database faults on 127.0.0.1 ---------------------------------------------------------
+
+
+def wsgi_call(application, path, method="GET", **extra):
+    """One request to a WSGI ``application`` as gunicorn makes it: (status line, headers by name, body).
+
+    Django's test client has a handler of its own; this reaches
+    ``quiz.wsgi:application`` itself (quiz.anonymous). ``extra`` adds or
+    replaces environ keys (``HTTP_COOKIE=...``). A header name sent twice
+    fails, Set-Cookie aside (the dict keeps its last one).
+    """
+    import io
+    import sys
+
+    path_info, _, query = path.partition("?")
+    environ = {
+        "REQUEST_METHOD": method, "PATH_INFO": path_info, "QUERY_STRING": query, "SCRIPT_NAME": "",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1", "REMOTE_ADDR": "10.2.3.1", "HTTP_X_FORWARDED_PROTO": "https",
+        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False, **extra,
+    }
+    started = []
+    result = application(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    status, headers = started[0]
+    names = [name.lower() for name, _ in headers if name.lower() != "set-cookie"]
+    assert len(names) == len(set(names)), f"a header sent twice: {headers}"
+    return status, dict(headers), body
 
 
 def in_thread(call, database, timeout=60):

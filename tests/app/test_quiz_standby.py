@@ -26,7 +26,7 @@ from quiz import unavailable
 from quiz.dburl import READ_ALIAS, read_database
 from quiz.models import Quiz
 from quiz.seed import load_seed
-from quiz.testing import free_port, in_thread, login_as, user
+from quiz.testing import free_port, in_thread, login_as, user, wsgi_call
 
 # A GET must be answered within this: the balancer gives a GET 2 s before it asks another server.
 BALANCER_WAIT = 2.0
@@ -144,6 +144,26 @@ def test_anonymous_reads_come_from_the_standby_while_there_is_no_primary(db_acce
     assert [quiz["question"] for quiz in during["/quizzes.json"][0].json()][:1] == ["Capital of Italy"]
     assert 'id="score">0<' in during["/quizzes/randomplay"][0].content.decode()
     assert after.status_code == 200 and "X-Quiz-Read-From" not in after
+
+
+def test_anonymous_reads_the_short_way_come_from_the_standby_too(db_access, failover_db, read_url):
+    """gunicorn's application sends a cookieless GET of the busiest pages through a shorter stack (quiz.anonymous)."""
+    from quiz.anonymous import Application
+
+    def drill():
+        app = Application()
+        primary_away()
+        during = {path: wsgi_call(app, path) for path in ("/quizzes", "/quizzes/1", "/quizzes/1/play")}
+        primary_back(failover_db)
+        return app, during, wsgi_call(app, "/quizzes/1")
+
+    app, during, after = in_thread(drill, failover_db)
+    assert app.handler_for({"REQUEST_METHOD": "GET", "PATH_INFO": "/quizzes/1"}) is app.short
+    for path, (status, headers, body) in during.items():
+        assert status.startswith("200 ") and headers.get("X-Quiz-Read-From") == "standby", (path, status, headers)
+        assert headers["Vary"] == "Cookie" and "Set-Cookie" not in headers, path
+    assert "Capital of Italy" in during["/quizzes"][2].decode() and "Rome" in during["/quizzes/1"][2].decode()
+    assert after[0].startswith("200 ") and "X-Quiz-Read-From" not in after[1]
 
 
 def test_a_logged_in_user_reads_on_and_the_primary_writes_last_seen_again(db_access, failover_db, read_url,
