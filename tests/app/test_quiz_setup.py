@@ -78,6 +78,17 @@ def test_the_server_refuses_to_start_without_its_configuration(missing, message)
     assert proc.returncode != 0 and "ImproperlyConfigured" in proc.stderr and message in proc.stderr
 
 
+def test_the_served_application_has_the_short_way_for_anonymous_reads():
+    """What gunicorn loads is quiz.anonymous.Application, both ways ready (tests/app/test_anonymous_reads.py)."""
+    env = command_env("postgresql://postgres@127.0.0.1:1/quiz")
+    code = ("import quiz.wsgi as w; a = w.application; "
+            "print(type(a).__module__, type(a).__name__, type(a.full).__name__, a.short.middleware[-1])")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["quiz.anonymous", "Application", "WSGIHandler",
+                                   "django.middleware.clickjacking.XFrameOptionsMiddleware"]
+
+
 def test_sqlite_is_refused():
     env = command_env("sqlite:///tmp/quiz.db")
     proc = subprocess.run([sys.executable, "-c", "import quiz.wsgi"], env=env, capture_output=True, text=True, timeout=60)
