@@ -333,3 +333,58 @@ def test_the_command_line_refuses_what_it_cannot_keep_to():
     options = load.parse_args(["run", "--base", "http://10.2.2.2:80/", "--seconds", "5", "--admin", "admin:12:34"])
     assert options.base == "http://10.2.2.2:80" and options.admin == ("admin", "12:34")
     assert options.name and options.rate == 20 and options.max_requests is None
+
+
+class _FlakyAgent:
+    """Stands in for load.Agent in setup(): the service answers each kind of step after ``fails`` failures."""
+
+    fails = {}
+    calls = []
+
+    def __init__(self, base, conn, out=None, slot=None):
+        self.conn = conn
+
+    def _answer(self, kind):
+        _FlakyAgent.calls.append(kind)
+        left = _FlakyAgent.fails.get(kind, 0)
+        _FlakyAgent.fails[kind] = left - 1
+        return left <= 0
+
+    def request(self, kind, visitor, method, path, *args, **kwargs):
+        reply = type("Reply", (), {"body": b'[{"id": 1}, {"id": 2}]'})()
+        return (reply, True) if self._answer("list") else (None, False)
+
+    def login(self, visitor):
+        return self._answer("login")
+
+    def submit(self, kind, visitor, path, form_path, *args, **kwargs):
+        return None, self._answer("user")
+
+
+def _setup_with(monkeypatch, **fails):
+    import argparse
+
+    monkeypatch.setattr(load, "Agent", _FlakyAgent)
+    monkeypatch.setattr(load.time, "sleep", lambda seconds: None)
+    _FlakyAgent.fails, _FlakyAgent.calls = dict(fails), []
+    options = argparse.Namespace(base="http://127.0.0.1:9", name="t", timeout=1.0, writes=1, admin=("admin", "pw"),
+                                 seed=1)
+    run = load.Run(options, out=None)
+    workers = [type("W", (), {"user": None})() for _ in range(2)]
+    load.setup(run, workers)
+    return run, workers, _FlakyAgent.calls
+
+
+def test_the_setup_gets_over_a_server_s_first_failures(monkeypatch):
+    """An experiment often starts as the last one heals: a 503 or two is not the end of it."""
+    run, workers, calls = _setup_with(monkeypatch, list=2, login=2, user=1)
+    assert run.quiz_ids == [1, 2] and all(worker.user is not None for worker in workers)
+    assert calls.count("list") == 3 and calls.count("login") >= 3
+
+
+@pytest.mark.parametrize("step, message", [("list", "cannot read /quizzes.json (3 tries)"),
+                                           ("login", "cannot log in as admin (3 tries)")])
+def test_the_setup_gives_up_after_three_tries_saying_which_step(monkeypatch, step, message):
+    with pytest.raises(load.SetupFailed, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _setup_with(monkeypatch, **{step: 3})
+    assert _FlakyAgent.calls.count(step) == 3

@@ -54,6 +54,7 @@ QUIZ_BUDGET = 40      # quizzes per user before a writer moves on (QUIZ allows 5
 TIP_BUDGET = 40       # tips per quiz of this run (QUIZ allows 50)
 RELOGIN_AFTER = 240   # QUIZ logs users out after 5 idle minutes; a user back from a pause logs in again
 VERIFY_BUDGET = 300   # seconds verify may spend, so a service still down cannot hold it for hours
+SETUP_TRIES = 3       # tries of each step before the load, and of a login to verify (patiently)
 SEARCH_WORDS = ("", "", "capital", "of", "Italy", "the", "ld")
 ANSWERS = ("Rome", "Lisbon", "Madrid", "Paris", "yes", "42")
 IMAGE_RE = re.compile(rb'src="/uploads/([0-9a-f]+\.[a-z]+)"[^>]*\bid="attachment"')
@@ -348,12 +349,22 @@ class Worker:
 
 
 def setup(run, workers):
-    """Before the paced load: the quiz list, the admin's login, one user per worker."""
+    """Before the paced load: the quiz list, the admin's login, one user per worker.
+
+    Each step is tried up to SETUP_TRIES times: an experiment often starts
+    right after another one healed, and a server just back may answer its
+    first request or two with a 503 while its connections recover. That is
+    the earlier drill's tail, not this one's result.
+    """
     agent = Agent(run.base, Connection(run.base, run.options.timeout), run.out)
     try:
-        reply, ok = agent.request("setup", Visitor(), "GET", "/quizzes.json")
-        if not ok:
-            raise SetupFailed(f"cannot read /quizzes.json ({reply.status if reply else 'no answer'})")
+        def read_list():
+            reply, ok = agent.request("setup", Visitor(), "GET", "/quizzes.json")
+            return reply if ok else None
+
+        reply = patiently(read_list)
+        if reply is None:
+            raise SetupFailed(f"cannot read /quizzes.json ({SETUP_TRIES} tries)")
         try:
             for quiz in json.loads(reply.body):
                 run.add_quiz(int(quiz["id"]))
@@ -364,12 +375,12 @@ def setup(run, workers):
         if run.options.admin is None:
             raise SetupFailed("writes need --admin USER:PASSWORD (an admin makes the users)")
         run.admin = Visitor(*run.options.admin)
-        if not agent.login(run.admin):
-            raise SetupFailed(f"cannot log in as {run.admin.username}")
+        if not login_patiently(agent, run.admin):
+            raise SetupFailed(f"cannot log in as {run.admin.username} ({SETUP_TRIES} tries)")
         for worker in workers:
-            worker.user = run.new_user(agent)
+            worker.user = patiently(lambda: run.new_user(agent))
             if worker.user is None:
-                raise SetupFailed("cannot create and log in this run's users")
+                raise SetupFailed(f"cannot create and log in this run's users ({SETUP_TRIES} tries)")
     finally:
         agent.conn.close()
 
@@ -487,13 +498,20 @@ def verify(base, admin, acks, timeout=TIMEOUT, budget=VERIFY_BUDGET):
     return result
 
 
-def login_patiently(agent, visitor, tries=3, pause=0.5):
-    for attempt in range(tries):
+def patiently(step, tries=None, pause=0.5):
+    """``step()`` until it gives something true, at most ``tries`` times (SETUP_TRIES); its last result."""
+    result = None
+    for attempt in range(tries or SETUP_TRIES):
         if attempt:
             time.sleep(pause)  # against a transient error, bounded by tries
-        if agent.login(visitor):
-            return True
-    return False
+        result = step()
+        if result:
+            break
+    return result
+
+
+def login_patiently(agent, visitor, tries=None, pause=0.5):
+    return bool(patiently(lambda: agent.login(visitor), tries, pause))
 
 
 def check_ack(ack, page, why):
