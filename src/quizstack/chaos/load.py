@@ -127,6 +127,7 @@ class Agent:
 
     def __init__(self, base, conn, out=None, slot=None):
         self.base, self.conn, self.out, self.slot = base, conn, out, slot
+        self.last_failure = None  # what went wrong last: "POST /session: HTTP 503 (s2)"
 
     def request(self, kind, visitor, method, path, body=None, headers=None, want=page_ok):
         """One request; returns (reply or None, ok)."""
@@ -142,6 +143,9 @@ class Agent:
             visitor.take_cookies(reply.headers)
             visitor.last_used = time.monotonic()
             error = want(reply)
+        if error is not None:
+            server = reply.headers.get("X-Server") if reply else None
+            self.last_failure = f"{method} {path}: {error}" + (f" ({server})" if server else "")
         if self.out is not None:
             self.out.emit({
                 "t": started, "dt": round(dt, 6), "kind": kind,
@@ -364,7 +368,7 @@ def setup(run, workers):
 
         reply = patiently(read_list)
         if reply is None:
-            raise SetupFailed(f"cannot read /quizzes.json ({SETUP_TRIES} tries)")
+            raise SetupFailed(f"cannot read /quizzes.json ({SETUP_TRIES} tries; last: {agent.last_failure})")
         try:
             for quiz in json.loads(reply.body):
                 run.add_quiz(int(quiz["id"]))
@@ -376,11 +380,12 @@ def setup(run, workers):
             raise SetupFailed("writes need --admin USER:PASSWORD (an admin makes the users)")
         run.admin = Visitor(*run.options.admin)
         if not login_patiently(agent, run.admin):
-            raise SetupFailed(f"cannot log in as {run.admin.username} ({SETUP_TRIES} tries)")
+            raise SetupFailed(f"cannot log in as {run.admin.username} ({SETUP_TRIES} tries; last: {agent.last_failure})")
         for worker in workers:
             worker.user = patiently(lambda: run.new_user(agent))
             if worker.user is None:
-                raise SetupFailed(f"cannot create and log in this run's users ({SETUP_TRIES} tries)")
+                raise SetupFailed(f"cannot create and log in this run's users ({SETUP_TRIES} tries; "
+                                  f"last: {agent.last_failure})")
     finally:
         agent.conn.close()
 
