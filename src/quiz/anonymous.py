@@ -7,7 +7,7 @@ before it starts: with no cookie at all there is no session to load
 (SessionMiddleware), the user is anonymous (AuthenticationMiddleware),
 there are no messages to read or write (MessageMiddleware), and no login
 to time out (IdleLogoutMiddleware). Together with the lazy objects they
-put on the request, that was a quarter of such a page's time in the app
+put on the request, that was 16–23 % of such a page's time in the app
 (docs/performance.md).
 
 So ``quiz.wsgi:application`` holds two handlers: Django's, with

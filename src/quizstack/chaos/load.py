@@ -503,10 +503,10 @@ def verify(base, admin, acks, timeout=TIMEOUT, budget=VERIFY_BUDGET):
     return result
 
 
-def patiently(step, tries=None, pause=0.5):
-    """``step()`` until it gives something true, at most ``tries`` times (SETUP_TRIES); its last result."""
+def patiently(step, tries=SETUP_TRIES, pause=0.5):
+    """``step()`` until it gives something true, at most ``tries`` times; its last result."""
     result = None
-    for attempt in range(tries or SETUP_TRIES):
+    for attempt in range(tries):
         if attempt:
             time.sleep(pause)  # against a transient error, bounded by tries
         result = step()
@@ -515,7 +515,7 @@ def patiently(step, tries=None, pause=0.5):
     return result
 
 
-def login_patiently(agent, visitor, tries=None, pause=0.5):
+def login_patiently(agent, visitor, tries=SETUP_TRIES, pause=0.5):
     return bool(patiently(lambda: agent.login(visitor), tries, pause))
 
 
