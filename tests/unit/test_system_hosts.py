@@ -52,8 +52,6 @@ def test_the_machine_mirrors_are_read_from_both_source_formats(tmp_path):
     assert mirrors == ["http://mirror.example/debian", "http://deb.debian.org/debian",
                        "http://deb.debian.org/debian-security"]
     assert sysimage.debian_mirror(tmp_path) == "http://mirror.example/debian"
-    assert set(sysimage.machine_sources(tmp_path)) == {"sources.list",
-                                                       "sources.list.d/debian.sources"}
 
 
 def test_no_mirror_is_a_clear_error(tmp_path):
@@ -62,12 +60,28 @@ def test_no_mirror_is_a_clear_error(tmp_path):
         sysimage.debian_mirror(tmp_path)
 
 
-def test_the_base_is_rebuilt_when_its_package_list_or_sources_change():
+def test_the_base_is_rebuilt_when_its_package_list_sources_or_release_change():
     key = sysimage.base_key(MIRRORS[0])
     assert key == sysimage.base_key(MIRRORS[0])
     assert key != sysimage.base_key(MIRRORS[0], packages=sysimage.PACKAGES + ("vim",))
-    assert key != sysimage.base_key(MIRRORS[0], sources={"sources.list": "deb http://x/ y z\n"})
+    assert key != sysimage.base_key(MIRRORS[0], sources=["deb http://x/ y z"])
     assert key != sysimage.base_key("http://other.example/debian")
+    assert key != sysimage.base_key(MIRRORS[0], suite="trixie")
+
+
+def test_a_release_is_given_per_scenario_or_per_system_host_and_checked():
+    text = pfinal_text(**{'name = "pfinal"': 'name = "pfinal"\nhosts = "system"\nrelease = "trixie"',
+                          '[hosts.c1]\n': '[hosts.c1]\nkind = "namespace"\n',
+                          '[hosts.bbdd]\n': '[hosts.bbdd]\nrelease = "bookworm"\n'})
+    topo = parse_scenario(text)
+    assert topo.host("s1").release == "trixie" and topo.host("bbdd").release == "bookworm"
+    assert topo.host("c1").release == ""        # a namespace host runs the machine's own
+    assert parse_scenario(pfinal_text()).host("s1").release == ""
+    with pytest.raises(ScenarioError, match=r"\[scenario\] release: unknown Debian release 'sid' "
+                                            r"\(supported: bookworm, trixie\)"):
+        parse_scenario(pfinal_text(**{'name = "pfinal"': 'name = "pfinal"\nrelease = "sid"'}))
+    with pytest.raises(ScenarioError, match=r"host s1: release applies to full-system hosts only"):
+        parse_scenario(pfinal_text(**{'[hosts.s1]\n': '[hosts.s1]\nrelease = "trixie"\n'}))
 
 
 def test_the_base_holds_no_identity_and_sends_apt_through_the_door(tmp_path):
@@ -78,12 +92,19 @@ def test_the_base_holds_no_identity_and_sends_apt_through_the_door(tmp_path):
     (root / "etc/hostname").write_text("builder\n")
     (root / "etc/machine-id").write_text("0123\n")
     (root / "etc/apt/sources.list").write_text("deb http://deb.debian.org/debian bookworm main\n")
-    sysimage._customize(root, MIRRORS[0], {"sources.list.d/debian.sources": "Types: deb\n"})
+    (root / "etc/apt/sources.list.d").mkdir()
+    (root / "etc/apt/sources.list.d/debian.sources").write_text("Types: deb\n")
+    lines = ["deb http://deb.debian.org/debian trixie main",
+             "deb http://deb.debian.org/debian-security trixie-security main"]
+    sysimage._customize(root, MIRRORS[0], lines, "trixie")
     assert not list((root / "etc/ssh").glob("ssh_host_*"))
     assert not (root / "etc/hostname").exists()
     assert (root / "etc/machine-id").read_text() == ""
-    assert not (root / "etc/apt/sources.list").exists()
-    assert (root / "etc/apt/sources.list.d/debian.sources").read_text() == "Types: deb\n"
+    # The machine's mirrors for the host's own release, whatever the machine runs.
+    assert not list((root / "etc/apt/sources.list.d").iterdir())
+    sources = (root / "etc/apt/sources.list").read_text().splitlines()
+    assert [s for s in sources if not s.startswith("#")] == lines
+    assert '"suite": "trixie"' in (root / "etc/quizstack-base").read_text()
     conf = (root / "etc/apt/apt.conf.d/80quizstack").read_text()
     assert 'Proxy "http://127.0.0.1:3142/"' in conf
     socket_unit = (root / "etc/systemd/system/quizstack-apt-proxy.socket").read_text()
@@ -149,3 +170,28 @@ def test_nspawn_boots_the_hosts_tree_in_the_labs_namespace_with_the_door_read_on
     assert f"--directory={tmp_path}/s1/system/root" in argv
     assert f"--bind-ro={tmp_path}/door:{sysimage.DOOR_DIR}" in argv
     assert spec["cgroup"] == "/quizstack/lab1/s1" and spec["machine"] == "qs-lab1-s1"
+
+
+def test_each_release_is_fetched_from_the_machine_mirrors_whatever_release_they_named():
+    from quizstack import debian
+
+    assert debian.archive_lines("trixie", MIRRORS) == [
+        "deb http://deb.debian.org/debian trixie main",
+        "deb http://deb.debian.org/debian trixie-updates main",
+        "deb http://deb.debian.org/debian-security trixie-security main"]
+    assert debian.archive_lines("bookworm", MIRRORS[:1])[-1] == \
+        "deb http://deb.debian.org/debian bookworm-updates main"
+    with pytest.raises(debian.ReleaseError, match="no Debian mirror"):
+        debian.archive_lines("trixie", MIRRORS[1:])
+
+
+@pytest.mark.parametrize("text, codename", [
+    ('PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_CODENAME=trixie\n', "trixie"),
+    ('ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n', "bookworm"),
+    ('ID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n', "noble"),
+    ('ID=fedora\nVERSION_ID=41\n', None),
+])
+def test_a_machine_release_is_read_from_os_release(text, codename):
+    from quizstack import debian
+
+    assert debian.codename_of(debian.parse_os_release(text)) == codename

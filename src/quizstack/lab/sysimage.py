@@ -4,9 +4,12 @@ A full-system host (scenario `kind = "system"`) boots a whole Debian with
 systemd as its init, on a copy-on-write layer over this base. The base is
 built with mmdebstrap from the machine's own configured Debian mirror and
 cached under ``$XDG_CACHE_HOME/quizstack/system-base/<key>``; the key is a
-hash of everything that shapes it (suite, mirror, packages, the files written
+hash of everything that shapes it (release, mirror, packages, the files written
 into it), so changing the package list builds a new base beside the old one (which
-stays until removed by hand: it is only a cache).
+stays until removed by hand: it is only a cache). There is one base per Debian
+release a scenario asks for (`release = "bookworm" | "trixie"`): whatever
+release the machine itself runs, the base's apt sources name the host's own
+release on the machine's mirrors (debian.archive_lines).
 
 What the base holds beyond Debian's: apt going through the lab's door (a
 proxy on 127.0.0.1:3142 that systemd forwards to the lab's socket; see
@@ -26,9 +29,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from quizstack import debian
 from quizstack.errors import LabError
 
-SUITE = "bookworm"
 # What every full-system host starts with: an init, sshd for the deployment,
 # Python for the roles' small probes, and the tools `check` and the roles use.
 PACKAGES = (
@@ -98,16 +101,6 @@ def machine_mirrors(sources_dir="/etc/apt") -> list[str]:
     return [u.rstrip("/") for u in dict.fromkeys(uris) if u.startswith("http://")]
 
 
-def machine_sources(sources_dir="/etc/apt") -> dict[str, str]:
-    """The machine's apt source files ({relative path: text}), for the base to use the same."""
-    root = Path(sources_dir)
-    found = {}
-    for path in [root / "sources.list"] + sorted((root / "sources.list.d").glob("*")):
-        if path.suffix in (".list", ".sources") and path.is_file():
-            found[str(path.relative_to(root))] = path.read_text()
-    return found
-
-
 def debian_mirror(sources_dir="/etc/apt") -> str:
     """The machine's mirror of Debian itself (not its security archive)."""
     mirrors = machine_mirrors(sources_dir)
@@ -123,22 +116,22 @@ def cache_root() -> Path:
     return Path(base) / "quizstack" / "system-base"
 
 
-def base_key(mirror: str, packages=PACKAGES, sources=None) -> str:
-    shape = {"suite": SUITE, "mirror": mirror, "packages": sorted(packages), "format": FORMAT,
-             "sources": sources or {},
+def base_key(mirror: str, packages=PACKAGES, sources=None, suite=debian.DEFAULT) -> str:
+    shape = {"suite": suite, "mirror": mirror, "packages": sorted(packages), "format": FORMAT,
+             "sources": sources or [],
              "units": UNITS, "apt": APT_CONF, "masked": MASKED}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _customize(root: Path, mirror: str, sources: dict[str, str]):
+def _customize(root: Path, mirror: str, sources: list[str], suite: str):
     """Make a freshly built tree the lab's base (pure file work on `root`)."""
-    # The same archives as the machine (updates and security included), so a
-    # package installed on a host is the version the machine has.
-    if sources:
-        (root / "etc/apt/sources.list").unlink(missing_ok=True)
-        for name, text in sources.items():
-            (root / "etc/apt" / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / "etc/apt" / name).write_text(text)
+    # The machine's mirrors, for the host's own release (updates and security
+    # included), so a package installed on a host is the release's current one.
+    for old in (root / "etc/apt/sources.list.d").glob("*"):
+        old.unlink()
+    (root / "etc/apt/sources.list").write_text(
+        "# Written by quizstack: the machine's mirrors, reached through the lab's door.\n"
+        + "".join(line + "\n" for line in sources))
     (root / "etc/apt/apt.conf.d/80quizstack").write_text(APT_CONF)
     units = root / "etc/systemd/system"
     for name, text in UNITS.items():
@@ -168,16 +161,21 @@ def _customize(root: Path, mirror: str, sources: dict[str, str]):
     (sshd / "00-quizstack-lab.conf").write_text(
         "# Written by quizstack: keys only, as on every host of the lab.\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n")
-    (root / "etc/quizstack-base").write_text(json.dumps({"suite": SUITE, "mirror": mirror,
+    (root / "etc/quizstack-base").write_text(json.dumps({"suite": suite, "mirror": mirror,
                                                           "packages": sorted(PACKAGES)}) + "\n")
 
 
-def ensure_base(progress=None, mirror: str | None = None) -> Path:
-    """The cached base's root directory, built first if missing (about 20 s)."""
+def ensure_base(progress=None, mirror: str | None = None, release: str = debian.DEFAULT) -> Path:
+    """The cached base of a Debian release: its root directory, built first if
+    missing (about 20 s for bookworm, 30 s for trixie)."""
     progress = progress or (lambda message: None)
+    suite = debian.release(release).codename
     mirror = mirror or debian_mirror()
-    sources = machine_sources()
-    key = base_key(mirror, sources=sources)
+    try:
+        sources = debian.archive_lines(suite, machine_mirrors())
+    except debian.ReleaseError as exc:
+        raise LabError(f"full-system hosts: {exc}") from None
+    key = base_key(mirror, sources=sources, suite=suite)
     home = cache_root()
     home.mkdir(parents=True, exist_ok=True)
     final = home / key
@@ -193,11 +191,11 @@ def ensure_base(progress=None, mirror: str | None = None) -> Path:
         work = home / f".{key}.building-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        progress(f"system base: building Debian {SUITE} with mmdebstrap from {mirror} "
-                 f"(once; about 20 s)")
+        progress(f"system base: building {debian.release(suite).name} with mmdebstrap "
+                 f"from {mirror} (once; about 30 s)")
         started = time.monotonic()
         argv = ["mmdebstrap", "--quiet", "--variant=apt", "--include=" + ",".join(PACKAGES),
-                SUITE, str(work / "root"), mirror]
+                suite, str(work / "root"), *sources]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -207,7 +205,7 @@ def ensure_base(progress=None, mirror: str | None = None) -> Path:
             shutil.rmtree(work, ignore_errors=True)
             tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
             raise LabError(f"system base: mmdebstrap failed: {tail}")
-        _customize(work / "root", mirror, sources)
+        _customize(work / "root", mirror, sources, suite)
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)

@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+from quizstack import debian
 from quizstack.errors import LabError
 from quizstack.lab import plan, procs, render, state as statefile, sysimage, system
 
@@ -99,10 +100,15 @@ def set_forwarding(lab, host):
 
 def boot(lab, topo, st: dict, hosts, progress) -> dict:
     """Start the keepers of these hosts; returns {name: init record}."""
-    base = sysimage.ensure_base(progress)
+    bases = {}
+    for host in hosts:
+        release = host.release or debian.default_release()
+        if release not in bases:
+            bases[release] = sysimage.ensure_base(progress, release=release)
     ensure_door(lab, st, progress)
     records = {}
     for host in hosts:
+        base = bases[host.release or debian.default_release()]
         prepare(lab, topo, host)
         set_forwarding(lab, host)
         spec = system.spec_for(lab.name, host.name, lab._host_dir(host.name), base,
@@ -113,7 +119,8 @@ def boot(lab, topo, st: dict, hosts, progress) -> dict:
         with open(lab._host_dir(host.name) / "init.json", "w") as f:
             json.dump(rec, f)
         records[host.name] = rec
-        progress(f"host {host.name}: booting Debian (keeper pid {rec['pid']})")
+        progress(f"host {host.name}: booting {debian.release(host.release or debian.default_release()).name} "
+                 f"(keeper pid {rec['pid']})")
     lab._save(st)
     return records
 

@@ -13,6 +13,7 @@ import tomllib
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from quizstack import debian
 from quizstack.errors import ScenarioError
 from quizstack.topology.model import (
     FloatingAddress, FloatingGroup, Host, Interface, Network, Route, Topology,
@@ -43,9 +44,9 @@ MAX_NETWORK_NAME = 12
 MAX_INTERFACES = 99
 
 TOP_KEYS = {"scenario", "networks", "hosts", "floating"}
-SCENARIO_KEYS = {"name", "description", "hosts"}
+SCENARIO_KEYS = {"name", "description", "hosts", "release"}
 NETWORK_KEYS = {"subnet", "description"}
-HOST_KEYS = {"roles", "forward", "interfaces", "routes", "description", "kind"}
+HOST_KEYS = {"roles", "forward", "interfaces", "routes", "description", "kind", "release"}
 HOST_KINDS = ("namespace", "system")
 INTERFACE_KEYS = {"network", "address", "name"}
 ROUTE_KEYS = {"to", "via"}
@@ -161,9 +162,11 @@ class _Builder:
         name = self.string(meta.get("name", self.default_name), "[scenario] name")
         description = self.string(meta.get("description", ""), "[scenario] description")
         default_kind = self.kind(meta.get("hosts", "namespace"), "[scenario] hosts")
+        default_release = self.release(meta.get("release", ""), "[scenario] release")
 
         networks = self.networks(self.table(data.get("networks", {}), "[networks]"))
-        hosts = self.hosts(self.table(data.get("hosts", {}), "[hosts]"), networks, default_kind)
+        hosts = self.hosts(self.table(data.get("hosts", {}), "[hosts]"), networks, default_kind,
+                           default_release)
         floating = self.floating(self.table(data.get("floating", {}), "[floating]"),
                                  networks, hosts)
         topo = Topology(name=name, source=self.source, networks=networks, hosts=hosts,
@@ -200,8 +203,17 @@ class _Builder:
             self.fail(what, f"unknown kind of host {value!r} (known: {', '.join(HOST_KINDS)})")
         return value
 
+    def release(self, value, what) -> str:
+        """A Debian codename of the supported ones, or "" (the machine's own, at boot)."""
+        if value == "":
+            return ""
+        if value not in debian.RELEASES:
+            self.fail(what, f"unknown Debian release {value!r} "
+                            f"(supported: {', '.join(debian.RELEASES)})")
+        return value
+
     def hosts(self, table: dict, networks: dict[str, Network],
-              default_kind: str = "namespace") -> dict[str, Host]:
+              default_kind: str = "namespace", default_release: str = "") -> dict[str, Host]:
         if not table:
             self.fail("[hosts]", "no host defined")
         hosts: dict[str, Host] = {}
@@ -226,10 +238,15 @@ class _Builder:
                 self.fail(what, "forward must be true or false")
             interfaces = self.interfaces(spec.get("interfaces", []), what, name, networks, used)
             routes = self.routes(spec.get("routes", []), what, interfaces, networks)
+            kind = self.kind(spec.get("kind", default_kind), f"{what}: kind")
+            release = self.release(spec.get("release", ""), f"{what}: release")
+            if release and kind != "system":
+                # A namespace host runs the machine's own programs: its release is the machine's.
+                self.fail(what, "release applies to full-system hosts only (kind = \"system\")")
             hosts[name] = Host(name=name, roles=tuple(roles), forward=forward,
                                interfaces=interfaces, routes=routes,
                                description=self.string(spec.get("description", ""), what),
-                               kind=self.kind(spec.get("kind", default_kind), f"{what}: kind"))
+                               kind=kind, release=release or (default_release if kind == "system" else ""))
         return hosts
 
     def interfaces(self, items, what, host, networks, used) -> list[Interface]:

@@ -50,6 +50,7 @@ class Host:
     routes: list[Route] = field(default_factory=list)
     description: str = ""
     kind: str = "namespace"   # "namespace": shares the machine's /usr; "system": a whole Debian
+    release: str = ""         # a full-system host's Debian codename; "" = the machine's own
 
     @property
     def system(self) -> bool:
