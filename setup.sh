@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up everything quizstack needs on a Debian 12 machine, as root:
+# Sets up everything quizstack needs on a Debian 12 or 13 machine, as root:
 # the Debian packages of the services it runs and tests with, and a
 # virtual environment (.venv) holding quizstack itself. Safe to run again.
 set -euo pipefail
@@ -14,7 +14,7 @@ packages=(
     python3 python3-venv iproute2 iputils-ping procps util-linux kmod
     postgresql haproxy nftables supervisor glusterfs-server glusterfs-client
     nmap wrk chromium graphviz openssh-server netcat-openbsd curl sudo keepalived conntrackd
-    patroni etcd-server etcd-client
+    patroni python3-etcd etcd-server etcd-client
     nagios4 nagios-nrpe-server nagios-nrpe-plugin monitoring-plugins apache2 apache2-utils
     rsyslog rsyslog-relp
     docker.io docker-compose mmdebstrap

@@ -122,7 +122,10 @@ def add_nagios_ops(plan, context):
     htpasswd(rm.HTPASSWD, rm.NAGIOS_USER, context.secrets["nagios_password"], "www-data",
              name="nagios login")
     conf = ops.config_file(APACHE_CONF, rm.apache_conf(plan, host.get_fact(PhpModule)),
+                           # apache2 -t wants its run and lock directories, which only the
+                           # package's scripts or its own unit make: gone after a reboot.
                            check=["/bin/sh", "-c", ". /etc/apache2/envvars && "
+                                  'mkdir -p "$APACHE_RUN_DIR" "$APACHE_LOCK_DIR" && '
                                   'exec /usr/sbin/apache2 -t -f "$1"', "apache2-check", "{}"],
                            name="apache2.conf")
     ops.service("apache2", "/bin/sh -c '. /etc/apache2/envvars && mkdir -p \"$APACHE_RUN_DIR\" "

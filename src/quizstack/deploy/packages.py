@@ -18,7 +18,9 @@ BASE = ("python3", "iproute2", "procps", "util-linux")
 PACKAGES = {
     "database: postgresql": ("postgresql",),
     "consensus: etcd": ("etcd-server", "etcd-client"),
-    "database: patroni": ("postgresql", "patroni"),
+    # Patroni reaches etcd through python3-etcd, which Debian 13's patroni
+    # only recommends (one of several stores): named, so it is there on both.
+    "database: patroni": ("postgresql", "patroni", "python3-etcd"),
     "storage: glusterd": ("glusterfs-server",),
     "storage: volume": ("glusterfs-server",),
     # quizstack's own environment (QUIZ, gunicorn, Django) is a venv of Debian's Python.

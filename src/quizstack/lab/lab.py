@@ -35,6 +35,7 @@ from quizstack.lab.boot import HOST_ENV, TREES, prepare_layers
 from quizstack.topology import Topology, parse_scenario
 
 DEFAULT_STATE_ROOT = "/srv/quizstack"
+PING_GROUP_RANGE = "0\t2147483647"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 KILL_TIMEOUT = 10.0
@@ -446,7 +447,13 @@ class Lab:
             "sysctls": [{"netns": plan.netns_path(plan.lab_netns(self.name)),
                          "path": f"/proc/sys/net/bridge/{key}", "value": "0"}
                         for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables",
-                                    "bridge-nf-call-arptables")],
+                                    "bridge-nf-call-arptables")]
+            # What systemd sets at a real host's boot, in each namespace of its
+            # own: anyone may ping (ICMP sockets). Debian 13's ping relies on it,
+            # having no raw-socket capability (Nagios's check_ping runs as nagios).
+            + [{"netns": plan.netns_path(plan.host_netns(self.name, h.name)),
+                "path": "/proc/sys/net/ipv4/ping_group_range", "value": PING_GROUP_RANGE}
+               for h in todo],
             "hosts": [{"name": h.name, "dir": str(self._host_dir(h.name)), "forward": h.forward,
                        "netns": plan.netns_path(plan.host_netns(self.name, h.name))}
                       for h in todo],
