@@ -2,7 +2,9 @@
 
 A deployment ships them as a release (quizstack.deploy.ship) and the Compose
 export bakes them into QUIZ's image (quizstack.export.compose_image): both
-install exactly what this environment runs and what the tests ran. They land
+install exactly what this environment runs and what the tests ran, on the
+host's own Python: the folder holds the wheels for every supported Debian
+release's python3 (target_pythons). They land
 in ${XDG_CACHE_HOME:-~/.cache}/quizstack/wheels, named by a digest of what
 went into them, so a second run builds nothing again; the project's wheel is
 rebuilt only when its sources change.
@@ -11,6 +13,7 @@ rebuilt only when its sources change.
 import hashlib
 import importlib.metadata
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -21,10 +24,13 @@ import tomllib
 from pathlib import Path
 
 import quizstack
+from quizstack import debian
 from quizstack.errors import CommandError
 
 # pyproject.toml's dependencies that only the deploying machine needs (never the app servers).
 DEPLOYMENT_ONLY = ("pyinfra", "bcrypt")
+# The manylinux_2_N levels a Debian 12 or newer host's glibc satisfies (2.36 and up).
+MANYLINUX_MINORS = tuple(range(36, 4, -1))
 
 
 def cache_dir():
@@ -69,19 +75,53 @@ def pinned_requirements(pyproject=None):
     return found
 
 
+def target_pythons():
+    """The Python versions QUIZ's wheels are made for: this interpreter's and every
+    supported Debian release's python3, so one release installs on any of them
+    (a Debian 12 machine deploying to Debian 13 hosts, and the reverse)."""
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return sorted({here, *(r.python for r in debian.RELEASES.values())},
+                  key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def download_argv(python, requirements, dest, machine=None):
+    """pip's command that fetches the binary wheels of the requirements for another
+    CPython (a version this interpreter is not), for Linux on this machine's processor.
+
+    pip takes an explicit platform list literally, so the manylinux levels that
+    Debian 12's glibc (2.36) and newer satisfy are all named."""
+    arch = machine or platform.machine()
+    tag = python.replace(".", "")
+    platforms = [f"manylinux_2_{minor}_{arch}" for minor in MANYLINUX_MINORS] + \
+        [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+    argv = [sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:",
+            "--python-version", python, "--implementation", "cp", "--abi", f"cp{tag}", "--abi", "abi3",
+            "--abi", "none"]
+    for name in platforms:
+        argv += ["--platform", name]
+    return argv + ["-d", str(dest), *requirements]
+
+
 def dependency_wheels(progress=lambda _: None):
-    """A folder of wheels: the pinned requirements and everything they need."""
+    """A folder of wheels: the pinned requirements and everything they need, for
+    each of target_pythons() (pip installs, offline, the ones that fit)."""
     requirements = pinned_requirements()
-    digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
+    pythons = target_pythons()
+    digest = hashlib.sha256("\n".join(requirements + [f"python {v}" for v in pythons])
+                            .encode()).hexdigest()[:12]
     target = cache_dir() / f"wheels-{digest}"
     if target.is_dir() and (target / ".complete").exists():
         return target
-    progress(f"wheels: pip wheel {' '.join(requirements)} (once; cached)")
+    progress(f"wheels: {' '.join(requirements)} for Python {', '.join(pythons)} (once; cached)")
     cache_dir().mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix="partial-wheels-", dir=cache_dir()))
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
     try:
         _run([sys.executable, "-m", "pip", "wheel", "-q", "--only-binary", ":all:",
                                 "-w", str(partial), *requirements])
+        for python in pythons:
+            if python != here:
+                _run(download_argv(python, requirements, partial))
         (partial / ".complete").write_text("\n".join(requirements) + "\n")
         if target.exists() and not (target / ".complete").exists():
             shutil.rmtree(target, ignore_errors=True)        # a run that died half-way

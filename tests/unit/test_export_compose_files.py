@@ -232,3 +232,26 @@ def test_the_image_gets_pyprojects_dependencies_but_the_deployments_own(tmp_path
     assert wheels.app_requirements(pyproject) == ["Django>=5.2,<6", "psycopg[binary]>=3.1,<4"]
     pinned = wheels.pinned_requirements(pyproject)
     assert pinned[0].startswith("Django==") and pinned[1].startswith("psycopg[binary]==")
+
+
+def test_on_a_debian_13_machine_the_image_takes_its_release_from_the_same_mirrors(tmp_path, monkeypatch):
+    (tmp_path / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: trixie trixie-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+        "Suites: trixie-security\nComponents: main\n")
+    monkeypatch.setattr(compose_image, "SOURCES", (str(tmp_path),))
+    assert compose_image.mirror_lines() == [
+        f"deb http://mirror.example/debian {compose.SUITE} main",
+        f"deb http://mirror.example/debian {compose.SUITE}-updates main",
+        f"deb http://mirror.example/debian-security {compose.SUITE}-security main"]
+
+
+def test_wheels_are_fetched_for_every_supported_debian_python():
+    from quizstack import debian
+
+    assert {"3.11", "3.13"} <= set(wheels.target_pythons())
+    assert {r.python for r in debian.RELEASES.values()} <= set(wheels.target_pythons())
+    argv = wheels.download_argv("3.13", ["Django==5.2"], "/tmp/w", machine="x86_64")
+    assert argv[argv.index("--python-version") + 1] == "3.13" and "cp313" in argv
+    assert "manylinux_2_36_x86_64" in argv and "manylinux2014_x86_64" in argv
+    assert argv[-3:] == ["-d", "/tmp/w", "Django==5.2"]

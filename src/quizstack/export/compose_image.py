@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from quizstack import wheels as wheels_
+from quizstack import debian, wheels as wheels_
 from quizstack.errors import CommandError
 from quizstack.export import compose
 
@@ -98,10 +98,16 @@ def mirror_lines():
             except OSError:
                 pass
     lines = parse_sources(texts)
-    if not any(f" {compose.SUITE} " in line for line in lines):
+    if any(f" {compose.SUITE} " in line for line in lines):
+        return lines
+    # A machine of another release (Debian 13): the same mirrors, for the image's release.
+    mirrors = [line.split()[1] for suite in debian.RELEASES for line in parse_sources(texts, suite)]
+    mirrors = [m for m in dict.fromkeys(mirrors) if m.startswith("http://")]
+    try:
+        return debian.archive_lines(compose.SUITE, mirrors)
+    except debian.ReleaseError:
         raise CommandError("compose base image", ["apt sources"], 1,
-                           f"no Debian {compose.SUITE} entry in this machine's apt sources")
-    return lines
+                           "no Debian mirror over http:// in this machine's apt sources") from None
 
 
 # -- the base root file system ------------------------------------------------------------
