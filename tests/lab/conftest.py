@@ -7,6 +7,8 @@ healthy (faults healed, services running) for the next.
 
 import os
 import socket
+import subprocess
+import time
 
 import pytest
 
@@ -46,3 +48,30 @@ def complete(lab_state_root):
         yield lab, result
     finally:
         lab.destroy()
+
+
+@pytest.fixture(scope="session")
+def deploy_over_ssh(ssh_config):
+    """deploy(lab, work, scenario): see _deploy_systems_over_ssh."""
+    return lambda lab, work, scenario="systems": _deploy_systems_over_ssh(lab, work, ssh_config, scenario)
+
+
+def _deploy_systems_over_ssh(lab, work, ssh_config, scenario):
+    """Up the lab's hosts, give every full system the test's key and deploy them
+    over SSH as real machines; returns (the deploy argv, its seconds)."""
+    from quizstack import cli
+
+    lab.up()
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    for host in (h.name for h in lab.topology.hosts.values() if h.system):
+        lab.run(host, ["sh", "-c", "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys"],
+                input=(work / "id_ed25519.pub").read_text())
+    ssh_config(lab, work / "ssh_config")
+    # The lab's own secrets: `up` and later deployments use the same ones.
+    argv = ["deploy", scenario, "--ssh-key", str(key), "--ssh-config", str(work / "ssh_config"),
+            "--known-hosts", str(work / "known_hosts"), "--secrets", str(lab.state_dir / "secrets")]
+    started = time.monotonic()
+    code = cli.main(argv)
+    assert code == 0, "the first deployment over SSH failed"
+    return argv, time.monotonic() - started

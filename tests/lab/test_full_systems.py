@@ -14,7 +14,6 @@ comes back serving with its data, and destroy leaves nothing behind.
 import os
 import shutil
 import socket
-import subprocess
 import time
 import zipfile
 from pathlib import Path
@@ -50,25 +49,11 @@ def sh(lab, host, script, **kw):
 
 
 @pytest.fixture(scope="module")
-def deployed(lab_state_root, tmp_path_factory, ssh_config):
-    """(lab, ssh deploy argv, seconds of the first deployment, its output)."""
+def deployed(lab_state_root, tmp_path_factory, deploy_over_ssh):
+    """(lab, ssh deploy argv, seconds of the first deployment)."""
     lab = Lab(f"fs{os.getpid() % 100000}", topology=load_scenario("systems"))
-    work = tmp_path_factory.mktemp("ssh")
     try:
-        lab.up()
-        key = work / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        for host in SYSTEMS:
-            sh(lab, host, "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys",
-               input=(work / "id_ed25519.pub").read_text())
-        ssh_config(lab, work / "ssh_config")
-        # The lab's own secrets: `up` and the upgrade below deploy with the same ones.
-        argv = ["deploy", "systems", "--ssh-key", str(key), "--ssh-config", str(work / "ssh_config"),
-                "--known-hosts", str(work / "known_hosts"), "--secrets", str(lab.state_dir / "secrets")]
-        started = time.monotonic()
-        code = cli.main(argv)
-        seconds = time.monotonic() - started
-        assert code == 0, "the first deployment over SSH failed"
+        argv, seconds = deploy_over_ssh(lab, tmp_path_factory.mktemp("ssh"))
         lab.open_forward(port=free_port())
         yield lab, argv, seconds
     finally:
