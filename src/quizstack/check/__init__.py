@@ -485,6 +485,31 @@ class Checker:
             f"healthy: {', '.join(healthy) or 'none'}"))
         return results
 
+    # -- the platform --------------------------------------------------------------------
+
+    def platform(self):
+        """Every full-system host runs the Debian release its scenario gives it (by
+        default the machine's own), as its own /etc/os-release says."""
+        topology = getattr(self.lab, "topology", None)
+        systems = [h for h in topology.hosts.values() if h.system] if topology else []
+        if not systems:
+            return []
+        from quizstack import debian
+
+        wrong, seen = [], {}
+        for host in systems:
+            wanted = host.release or debian.default_release()
+            done = self._run(host.name, ["cat", "/etc/os-release"], timeout=20)
+            found = debian.codename_of(debian.parse_os_release(done.stdout)) or "unreadable"
+            seen.setdefault(found, []).append(host.name)
+            if found != wanted:
+                wrong.append(f"{host.name} runs {found}, not {wanted}")
+        detail = "; ".join(wrong) or ", ".join(
+            f"{debian.release(c).name if c in debian.RELEASES else c}: {', '.join(names)}"
+            for c, names in seen.items())
+        return [self.row("platform", "every full system runs its scenario's Debian release",
+                         not wrong, detail)]
+
     def service(self):
         """The round-robin count first and alone (it must see no other request),
         then the other checks side by side. The database's checks stay in
@@ -492,7 +517,8 @@ class Checker:
         write in flight."""
         rows = self.balancing()
         jobs = [lambda: self.storage_and_database() + self.database_cluster(),
-                self.database_placement, self.pairs, self.access, self.monitoring, self.logs]
+                self.database_placement, self.pairs, self.access, self.monitoring, self.logs,
+                self.platform]
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             futures = [pool.submit(self._timed, job) for job in jobs]
             for future in futures:
