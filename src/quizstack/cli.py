@@ -84,8 +84,29 @@ def _print_checks(results, as_json=False):
     print(f"check: {passed} passed, {len(results) - passed} failed")
 
 
+def _print_doctor(results, as_json=False):
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    width = max(len(r.name) for r in results)
+    marks = {"ok": "ok", "warn": "warn", "missing": "MISSING"}
+    for r in results:
+        fix = f"; fix: {r.fix}" if r.fix and not r.ok else ""
+        print(f"  {marks[r.status]:<7}  {r.name.ljust(width)}  {r.detail}{fix}")
+    counts = {status: sum(r.status == status for r in results) for status in marks}
+    print(f"doctor: {counts['ok']} ok, {counts['warn']} warning(s), {counts['missing']} missing")
+
+
+def cmd_doctor(args):
+    from quizstack import doctor
+
+    results = doctor.run()
+    _print_doctor(results, as_json=args.json)
+    return 1 if any(r.missing for r in results) else 0
+
+
 def cmd_up(args):
-    from quizstack import stack
+    from quizstack import doctor, stack
     from quizstack.lab import Lab
     from quizstack.topology import load_scenario
 
@@ -100,20 +121,22 @@ def cmd_up(args):
     else:
         topo = load_scenario(args.scenario)
         lab = Lab(_lab_name(args, topo.name), topology=topo)
-        if lab.exists:
-            # A running lab takes a new version of its scenario that only adds
-            # or removes app servers (the seed's s4), scaled while serving.
-            own = Lab(lab.name)
-            text = Path(topo.source).read_text()
-            if text != own.scenario_text:
-                from quizstack import scale
+    # Before anything starts: what this machine lacks, every missing piece at once.
+    doctor.require(topo)
+    if args.scenario is not None and lab.exists:
+        # A running lab takes a new version of its scenario that only adds
+        # or removes app servers (the seed's s4), scaled while serving.
+        own = Lab(lab.name)
+        text = Path(topo.source).read_text()
+        if text != own.scenario_text:
+            from quizstack import scale
 
-                if not scale.converge(own, text, _progress):
-                    raise QuizstackError(
-                        f"lab {lab.name} runs another version of scenario {topo.name}: on a "
-                        "running lab only app servers can be added or removed; run `quizstack "
-                        "destroy` first for anything else")
-            lab = own
+            if not scale.converge(own, text, _progress):
+                raise QuizstackError(
+                    f"lab {lab.name} runs another version of scenario {topo.name}: on a "
+                    "running lab only app servers can be added or removed; run `quizstack "
+                    "destroy` first for anything else")
+        lab = own
     print(f"lab {lab.name}: up (scenario {topo.name})", flush=True)
     result = stack.up(lab, port=args.port, progress=_progress, run_checks=not args.no_check,
                       full=args.full)
@@ -626,6 +649,10 @@ def build_parser():
     up.add_argument("--full", action="store_true",
                     help="deploy every role even when nothing changed since the last deployment "
                          "(by default that is verified instead: files and programs on every host)")
+    dr = sub.add_parser("doctor", help="what this machine lacks for the lab, one line each, "
+                                       "and how to get it")
+    dr.add_argument("--json", action="store_true", help="machine-readable output")
+    dr.set_defaults(func=cmd_doctor)
     dp = sub.add_parser("deploy", help="deploy on real hosts over SSH (no lab)")
     dp.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO,
                     help=f"bundled scenario name or .toml file (default {DEFAULT_SCENARIO})")

@@ -1,20 +1,14 @@
 """The packages each phase relies on: every phase has its list, and setup.sh installs them all."""
 
-import re
-from pathlib import Path
-
 from quizstack.deploy import ROLES, packages
 from quizstack.deploy.plan import build_plan
+from quizstack.doctor import SETUP_SH, setup_sh_packages
 from quizstack.report.trace import masked_context
 from quizstack.topology import load_scenario
 
-SETUP = Path(__file__).resolve().parents[2] / "setup.sh"
-
 
 def setup_packages():
-    text = SETUP.read_text()
-    block = re.search(r"^packages=\((.*?)^\)", text, re.S | re.M).group(1)
-    return {word for line in block.splitlines() for word in line.split("#")[0].split()}
+    return set(setup_sh_packages(SETUP_SH.read_text()))
 
 
 def _phases(name):
