@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from quizstack.errors import LabError
-from quizstack.lab import Lab, plan, procs, state as statefile
+from quizstack.lab import Lab, cgroups, plan, procs, state as statefile
 from quizstack.topology import parse_scenario
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, cgroups)")
@@ -99,9 +99,33 @@ def host_status(lab, host):
 
 
 def lab_cgroups(name):
-    """Every cgroup of the freezer and cpu hierarchies named after lab `name`."""
-    return [f"{c}/{d}" for c in ("freezer", "cpu") for d in os.listdir(f"/sys/fs/cgroup/{c}")
+    """Every cgroup of the freezer and cpu hierarchies and the v2 one named after lab `name`."""
+    layout = cgroups.detect()
+    hierarchies = [layout.v1.get("freezer"), layout.v1.get("cpu"), layout.v2]
+    return [f"{h}/{d}" for h in dict.fromkeys(hierarchies) if h for d in os.listdir(h)
             if d.startswith(f"quizstack-{name}-")]
+
+
+def v2_records(lab):
+    st = statefile.load(lab.state_dir / "state.json")
+    return [e for e in statefile.created(st, "cgroup") if e["controller"] == "v2"]
+
+
+def v2_cgroup_of(pid):
+    """A process's cgroup in the v2 hierarchy, as /proc shows it ("/" for the root)."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    return next(line[3:] for line in lines if line.startswith("0::"))
+
+
+V2 = cgroups.detect()
+needs_v2_freeze = pytest.mark.skipif(not V2.v2_freeze, reason="no cgroup v2 hierarchy with cgroup.freeze here")
+
+
+@pytest.fixture
+def forced_v2(monkeypatch):
+    """Faults through cgroup v2 (on a hybrid machine, its controller-less /sys/fs/cgroup/unified)."""
+    monkeypatch.setenv("QUIZSTACK_CGROUP", "v2")
+    return V2.v2
 
 
 def lab_processes(lab):
@@ -236,6 +260,100 @@ def test_stop_stops_one_program_and_heal_starts_it(lab):
     assert http_answers(lab)
 
 
+# -- the same faults through cgroup v2 (QUIZSTACK_CGROUP=v2) ------------------------------
+
+
+@needs_v2_freeze
+def test_freeze_through_cgroup_v2_is_the_same_hung_host(lab, forced_v2):
+    group = Path(forced_v2, f"quizstack-{lab.name}-web")
+    init = host_status(lab, "web")["pid"]
+    home = v2_cgroup_of(init)
+    lab.inject("freeze", "web")
+    assert "frozen 1" in (group / "cgroup.events").read_text().splitlines()
+    assert str(init) in (group / "cgroup.procs").read_text().split()
+    assert not Path(f"/sys/fs/cgroup/freezer/quizstack-{lab.name}-web").exists()
+    assert [(e["fault"], e["path"], e["home"]) for e in v2_records(lab)] == [
+        ("freeze", str(group), os.path.normpath(forced_v2 + home))]
+    assert not http_answers(lab, timeout=1)
+    assert pings(lab, "c1", WEB)          # the kernel still answers
+    assert [h["kind"] for h in lab.heal()] == ["freeze"]
+    assert not group.exists() and v2_records(lab) == []
+    assert v2_cgroup_of(init) == home
+    assert http_answers(lab)
+
+
+@needs_v2_freeze
+def test_heal_through_cgroup_v2_puts_the_processes_back_where_they_were(lab, forced_v2):
+    home = Path(forced_v2, f"qs-test-home-{RUN}")
+    home.mkdir()
+    inode = procs.netns_inode(plan.netns_path(plan.host_netns(lab.name, "web")))
+    init = host_status(lab, "web")["pid"]
+    try:
+        for rec in procs.processes_in_netns({inode}):
+            cgroups.attach(str(home), rec["pid"])
+        lab.inject("freeze", "web")
+        assert [e["home"] for e in v2_records(lab)] == [str(home)]
+        assert (home / "cgroup.procs").read_text() == ""
+        lab.heal()
+        assert v2_cgroup_of(init) == f"/qs-test-home-{RUN}"
+        assert http_answers(lab)
+        # Its home gone while it was frozen: back to the root of the hierarchy.
+        lab.inject("freeze", "web")
+        home.rmdir()
+        lab.heal()
+        assert v2_cgroup_of(init) == "/"
+        assert http_answers(lab)
+    finally:
+        if home.exists():
+            for pid in cgroups.members(str(home)):
+                cgroups.attach(forced_v2, pid)
+            home.rmdir()
+
+
+@needs_v2_freeze
+def test_kill_of_a_host_frozen_through_cgroup_v2_needs_no_thaw(lab, forced_v2):
+    group = Path(forced_v2, f"quizstack-{lab.name}-web")
+    lab.inject("freeze", "web")
+    fault = lab.inject("kill", "web")
+    assert fault["t"] is not None and not host_status(lab, "web")["running"]
+    # SIGKILL went through the v2 freezer: the cgroup is still frozen, and empty.
+    assert (group / "cgroup.freeze").read_text() == "1\n"
+    assert (group / "cgroup.procs").read_text() == ""
+    assert not pings(lab, "c1", WEB)
+    assert [h["kind"] for h in lab.heal()] == ["freeze", "kill"]
+    assert not group.exists() and host_status(lab, "web")["running"]
+    wait_for(lambda: program_state(lab) == "RUNNING", what="the program back")
+    assert wait_for(lambda: http_answers(lab), what="the page back")
+
+
+@needs_v2_freeze
+def test_freeze_through_v2_and_slow_through_v1_combine(lab, forced_v2, monkeypatch):
+    monkeypatch.delenv("QUIZSTACK_CGROUP")
+    if cgroups.detect().mechanism("slow") != "v1":
+        pytest.skip("no cgroup v1 cpu hierarchy here")
+    lab.inject("slow", "web", cpu=50)
+    monkeypatch.setenv("QUIZSTACK_CGROUP", "v2")
+    lab.inject("freeze", "web")
+    assert len(lab_cgroups(lab.name)) == 2
+    assert not http_answers(lab, timeout=1)
+    assert [h["kind"] for h in lab.heal()] == ["freeze", "slow"]
+    assert lab_cgroups(lab.name) == [] and http_answers(lab)
+
+
+def test_slow_through_cgroup_v2_without_its_cpu_controller_is_refused_with_what_is_missing(lab, forced_v2):
+    if V2.v2 is None or "cpu" in V2.v2_controllers:
+        pytest.skip("this machine's v2 hierarchy is missing or has the cpu controller")
+    state_file = lab.state_dir / "state.json"
+    before = state_file.read_text()
+    with pytest.raises(LabError) as info:
+        lab.inject("slow", "web", cpu=20)
+    offered = ", ".join(sorted(V2.v2_controllers)) or "none"
+    assert str(info.value).startswith(
+        f"QUIZSTACK_CGROUP=v2 chooses cgroup v2, and fault slow needs cpu in the cgroup v2 root's "
+        f"cgroup.controllers ({forced_v2}/cgroup.controllers: {offered})")
+    assert state_file.read_text() == before and lab.faults() == []
+
+
 # -- refusals -----------------------------------------------------------------------------
 
 
@@ -341,6 +459,24 @@ def test_stop_with_faults_powers_off_and_start_brings_all_back(state_root):
         assert pings(lab, "c1", DB)
     finally:
         lab.destroy()
+
+
+@needs_v2_freeze
+def test_destroy_with_hosts_frozen_through_cgroup_v2_leaves_nothing(state_root, forced_v2):
+    lab = make_lab(state_root, "fv")
+    try:
+        lab.up()
+        lab.open_forward(port=free_port())
+        lab.inject("freeze", "c1")
+        lab.inject("freeze", "web")
+        lab.inject("cut", "db")
+        assert sorted(lab_cgroups(lab.name)) == [f"{forced_v2}/quizstack-{lab.name}-{h}" for h in ("c1", "web")]
+        during = lab_processes(lab)
+    finally:
+        lab.destroy()
+    assert lab_cgroups(lab.name) == []
+    assert [r for r in during if procs.alive(r)] == []
+    assert not lab.state_dir.exists()
 
 
 def test_destroy_with_frozen_and_slowed_hosts_leaves_nothing(state_root):

@@ -42,8 +42,8 @@ def test_params_are_checked_per_kind():
 
 def test_cgroups_are_named_after_lab_and_host():
     assert faults.cgroup_name("pfinal", "s1") == "quizstack-pfinal-s1"
-    assert faults.cgroup_path("freezer", "t1", "nas-2") == "/sys/fs/cgroup/freezer/quizstack-t1-nas-2"
-    assert faults.cgroup_path("cpu", "t1", "s1") == "/sys/fs/cgroup/cpu/quizstack-t1-s1"
+    assert faults.cgroup_path("/sys/fs/cgroup/freezer", "t1", "nas-2") == "/sys/fs/cgroup/freezer/quizstack-t1-nas-2"
+    assert faults.cgroup_path("/sys/fs/cgroup", "t1", "s1") == "/sys/fs/cgroup/quizstack-t1-s1"
 
 
 def test_cpu_quota_is_a_share_of_one_period():
@@ -77,7 +77,7 @@ def test_heal_thaws_first_and_starts_programs_last():
 def test_state_records_faults_and_removes_healed_cgroups():
     st = state.new_state("t1", "pfinal", "/x/pfinal.toml")
     assert st["faults"] == []
-    cgroup = {"kind": "cgroup", "controller": "freezer", "path": faults.cgroup_path("freezer", "t1", "s1")}
+    cgroup = {"kind": "cgroup", "controller": "freezer", "path": "/sys/fs/cgroup/freezer/quizstack-t1-s1"}
     for entry in ({"kind": "netns", "name": "qs-t1"}, {"kind": "init", "host": "s1"}, cgroup):
         state.add_created(st, entry)
     assert state.teardown_order(st) == [{"kind": "init", "host": "s1"}, cgroup,

@@ -7,9 +7,9 @@ behind. So each fault is one kernel mechanism, applied to the host from
 outside, never by asking the host itself: `kill` is a power cut (its links
 go down on the bridge side, then its init is SIGKILLed, which ends its whole
 PID namespace; its files stay), `cut` a pulled cable (links down, processes
-untouched), `freeze` a hung host (every process stopped by the cgroup v1
-freezer while the kernel still answers ARP, ping and TCP handshakes), `slow`
-a starved one (a CFS quota of the cpu controller) and `stop` a crashed
+untouched), `freeze` a hung host (every process stopped by a cgroup freezer
+while the kernel still answers ARP, ping and TCP handshakes), `slow` a
+starved one (a CFS quota of the cpu controller) and `stop` a crashed
 service (supervisord stops one program, over its control socket). Every
 fault is written to state.json before it is applied, and every cgroup
 before it is made, so `heal`, `up`, `start`, `stop` and `destroy` find and
@@ -17,11 +17,19 @@ undo exactly what is there, even after a kill -9 in the middle of an
 injection; healing each kind is idempotent for that reason. (The functions
 take the Lab, for its commands, state file and boot path, and the state it
 loaded under its lock; Lab.inject/heal/faults are thin wrappers.)
+
+Cgroup v1 or v2 (cgroups.py decides, and says what is missing when neither
+will do): with v1, freeze and slow each make a cgroup `quizstack-<lab>-<host>`
+in the freezer or cpu hierarchy and move the host's processes in. With v2 a
+process is in one cgroup only, so a namespace host's freeze and slow share
+one `quizstack-<lab>-<host>` under the v2 root (each fault recording it; the
+last heal moves the processes back where the host's init was and removes it),
+and a full-system host is frozen or slowed in place, in the cgroup its keeper
+made (system.py), without moving any of nspawn's processes.
 """
 
 from __future__ import annotations
 
-import errno
 import http.client
 import os
 import signal
@@ -30,16 +38,13 @@ import time
 import xmlrpc.client
 
 from quizstack.errors import LabError, QuizstackError
-from quizstack.lab import plan, procs, render, state as statefile
+from quizstack.lab import cgroups, plan, procs, render, state as statefile, system
 from quizstack.topology import Host
 
 KINDS = ("kill", "cut", "freeze", "slow", "stop")
 PARAMS = {"kill": (), "cut": (), "freeze": (), "slow": ("cpu",), "stop": ("service",)}
 
-CGROUP_ROOT = "/sys/fs/cgroup"
-FREEZER = "freezer"
-CPU = "cpu"
-CGROUP_OF = {"freeze": FREEZER, "slow": CPU}
+CGROUP_FAULTS = ("freeze", "slow")
 CFS_PERIOD_US = 100_000
 
 KILL_TIMEOUT = 10.0
@@ -109,8 +114,45 @@ def cgroup_name(lab: str, host: str) -> str:
     return f"quizstack-{lab}-{host}"
 
 
-def cgroup_path(controller: str, lab: str, host: str) -> str:
-    return f"{CGROUP_ROOT}/{controller}/{cgroup_name(lab, host)}"
+def cgroup_path(hierarchy: str, lab: str, host: str) -> str:
+    """A fault's cgroup for a namespace host, right under a hierarchy's root
+    (a v1 controller's mount point, or the v2 one)."""
+    return f"{hierarchy}/{cgroup_name(lab, host)}"
+
+
+def cgroup_entry(layout: cgroups.Layout, lab: str, kind: str, host: str, *,
+                 system_host: bool = False, home: str | None = None) -> dict:
+    """The state record of the cgroup fault `kind` (freeze, slow) uses on this layout (pure).
+
+    v1: {"kind": "cgroup", "controller": "freezer" | "cpu", "path", "host", "fault"},
+    as earlier versions wrote them, plus host and fault. v2: controller "v2";
+    a namespace host's carries "home", the cgroup to move its processes back
+    to; a full system's is its keeper's cgroup, "in_place": made and removed
+    by the keeper's side, never by a heal.
+    """
+    mechanism = layout.mechanism(kind)
+    if mechanism == "v1":
+        controller = cgroups.V1_OF[kind]
+        return {"kind": "cgroup", "controller": controller,
+                "path": cgroup_path(layout.v1[controller], lab, host), "host": host, "fault": kind}
+    if mechanism != "v2":
+        raise LabError(layout.missing(kind) or f"fault {kind} uses no cgroup")
+    if system_host:
+        return {"kind": "cgroup", "controller": "v2", "path": layout.v2 + system.cgroup_dir(lab, host),
+                "host": host, "fault": kind, "in_place": True}
+    return {"kind": "cgroup", "controller": "v2", "path": cgroup_path(layout.v2, lab, host),
+            "host": host, "fault": kind, "home": home or layout.v2}
+
+
+def fault_of(lab: str, entry: dict) -> tuple[str, str]:
+    """(fault kind, host) of a cgroup record, those of earlier versions
+    ({"controller": "freezer" | "cpu", "path": .../quizstack-<lab>-<host>}) included."""
+    host = entry.get("host") or os.path.basename(entry["path"]).removeprefix(cgroup_name(lab, ""))
+    return _kind_of(entry), host
+
+
+def _kind_of(entry: dict) -> str:
+    return entry.get("fault") or {"freezer": "freeze", "cpu": "slow"}[entry["controller"]]
 
 
 def cpu_quota_us(percent: int) -> int:
@@ -162,22 +204,25 @@ def inject(lab, st: dict, kind: str, host: str, params: dict) -> dict:
     if init is None:
         why = "it was killed; heal it first" if "kill" in mine else "start it first"
         raise LabError(f"lab {lab.name}: cannot {kind} host {host}: it is not running ({why})")
-    if kind in CGROUP_OF:
-        hierarchy = f"{CGROUP_ROOT}/{CGROUP_OF[kind]}"
-        if not os.path.isfile(f"{hierarchy}/cgroup.procs"):
-            raise LabError(f"fault {kind} needs the cgroup v1 {CGROUP_OF[kind]} controller "
-                           f"mounted at {hierarchy}, and it is not")
+    entry = None
+    if kind in CGROUP_FAULTS + ("kill",):
+        layout = cgroups.detect()
+        why = layout.missing(kind)
+        if why:
+            raise LabError(why)
+        if kind in CGROUP_FAULTS:
+            entry = _new_entry(lab, st, layout, kind, host, init)
     if kind == "stop":
         if "freeze" in mine:
             raise LabError(f"lab {lab.name}: host {host} is frozen; heal it before stopping a program")
         _check_program(lab, host, init, params["service"])
     fault = {"kind": kind, "host": host, **params, "began": time.time(), "t": None}
     active.append(fault)
-    if kind in CGROUP_OF:
-        statefile.add_created(st, _cgroup_entry(CGROUP_OF[kind], lab.name, host))
+    if entry is not None:
+        statefile.add_created(st, entry)
     lab._save(st)
     try:
-        _APPLY[kind](lab, fault, init)
+        _APPLY[kind](lab, st, fault, init)
     except Exception as exc:
         try:
             _heal(lab, st, [fault], boot=True, progress=_nothing)
@@ -191,60 +236,90 @@ def inject(lab, st: dict, kind: str, host: str, params: dict) -> dict:
     return dict(fault)
 
 
-def _apply_kill(lab, fault, init):
+def _new_entry(lab, st, layout, kind, host, init) -> dict:
+    """The cgroup record of a freeze or slow about to be injected, checked
+    against what is there (the keeper's cgroup, the host's other v2 fault)."""
+    system_host = bool(init.get("system"))
+    home = None
+    if layout.mechanism(kind) == "v2" and not system_host:
+        # The host's other v2 fault, if any, moved its processes already and knows where from.
+        shared = cgroup_path(layout.v2, lab.name, host)
+        home = next((e["home"] for e in statefile.created(st, "cgroup")
+                     if e["path"] == shared and e.get("home")), None)
+        home = home or cgroups.cgroup_of(init["pid"], layout.v2)
+    entry = cgroup_entry(layout, lab.name, kind, host, system_host=system_host, home=home)
+    if entry.get("in_place") and not os.path.isdir(entry["path"]):
+        raise LabError(f"lab {lab.name}: cannot {kind} host {host} through cgroup v2: "
+                       f"its keeper's cgroup {entry['path']} is not there")
+    return entry
+
+
+def _entries(lab, st, kind: str, host: str) -> list[dict]:
+    """The cgroup records of a host's fault (one, unless an old state left more)."""
+    return [e for e in statefile.created(st, "cgroup") if fault_of(lab.name, e) == (kind, host)]
+
+
+def _thaw_v1(lab, st, host: str):
+    for entry in _entries(lab, st, "freeze", host):
+        if entry["controller"] != "v2":
+            cgroups.thaw(entry["path"])
+
+
+def _apply_kill(lab, st, fault, init):
     host = fault["host"]
     _set_links(lab, [host], up=False)
+    # A task frozen by the v1 freezer acts on SIGKILL only once thawed: thawed
+    # after its signal is queued, it dies as soon as it runs. (The v2 freezer
+    # lets SIGKILL through: a frozen v2 cgroup stays frozen until heal.)
     if init.get("system"):
         from quizstack.lab import systemhosts
 
-        if systemhosts.power_cut(init, KILL_TIMEOUT):
+        if systemhosts.power_cut(init, KILL_TIMEOUT, then=lambda: _thaw_v1(lab, st, host)):
             raise LabError(f"lab {lab.name}: host {host}: processes still alive "
                            f"{KILL_TIMEOUT:.0f} s after SIGKILL")
         return
+    # The init's death takes the rest of its PID namespace with it.
     procs.signal_record(init, signal.SIGKILL)
-    # A task frozen by the v1 freezer acts on SIGKILL only once thawed. Thawing
-    # after the signal is queued means the init dies as soon as it runs, and
-    # takes the rest of its PID namespace with it.
-    freezer = cgroup_path(FREEZER, lab.name, host)
-    if os.path.isdir(freezer):
-        _write(f"{freezer}/freezer.state", "THAWED")
+    _thaw_v1(lab, st, host)
     if procs.wait_gone([init], time.monotonic() + KILL_TIMEOUT):
         raise LabError(f"lab {lab.name}: host {host}: init (pid {init['pid']}) still alive "
                        f"{KILL_TIMEOUT:.0f} s after SIGKILL")
 
 
-def _apply_cut(lab, fault, init):
+def _apply_cut(lab, st, fault, init):
     _set_links(lab, [fault["host"]], up=False)
 
 
-def _apply_freeze(lab, fault, init):
-    path = cgroup_path(FREEZER, lab.name, fault["host"])
-    os.makedirs(path, exist_ok=True)     # exists only if an interrupted run made it
-    _enlist(path, _host_netns_inode(lab, fault["host"]))
-    state_file = f"{path}/freezer.state"
-    _write(state_file, "FROZEN")
-    deadline = time.monotonic() + FREEZE_TIMEOUT
-    delay = 0.001
-    while (state := _read(state_file)) != "FROZEN":
-        if time.monotonic() > deadline:
-            raise LabError(f"lab {lab.name}: host {fault['host']} did not freeze in "
-                           f"{FREEZE_TIMEOUT:.0f} s (freezer state {state}): a process stuck in the kernel?")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-        # A v1 freezer retries the tasks it could not stop yet on each write.
-        _write(state_file, "FROZEN")
+def _apply_freeze(lab, st, fault, init):
+    host = fault["host"]
+    entry = _entries(lab, st, "freeze", host)[-1]     # the one inject just recorded
+    path = entry["path"]
+    if not entry.get("in_place"):
+        os.makedirs(path, exist_ok=True)     # exists already if an interrupted run, or the host's v2 slow, made it
+        _enlist(path, _host_netns_inode(lab, host))
+    try:
+        cgroups.freeze(path, FREEZE_TIMEOUT)
+    except LabError as exc:
+        raise LabError(f"lab {lab.name}: host {host}: {exc}") from None
 
 
-def _apply_slow(lab, fault, init):
-    path = cgroup_path(CPU, lab.name, fault["host"])
-    os.makedirs(path, exist_ok=True)
+def _apply_slow(lab, st, fault, init):
+    host = fault["host"]
+    entry = _entries(lab, st, "slow", host)[-1]     # the one inject just recorded
+    path = entry["path"]
+    if entry["controller"] == "v2":
+        root = path.removesuffix(system.cgroup_dir(lab.name, host)) if entry.get("in_place") \
+            else os.path.dirname(path)
+        cgroups.enable("cpu", root, path)
+    if not entry.get("in_place"):
+        os.makedirs(path, exist_ok=True)
     # The quota is in place before the first process moves in: no moment at full speed.
-    _write(f"{path}/cpu.cfs_period_us", str(CFS_PERIOD_US))
-    _write(f"{path}/cpu.cfs_quota_us", str(cpu_quota_us(fault["cpu"])))
-    _enlist(path, _host_netns_inode(lab, fault["host"]))
+    cgroups.limit_cpu(path, cpu_quota_us(fault["cpu"]), CFS_PERIOD_US)
+    if not entry.get("in_place"):
+        _enlist(path, _host_netns_inode(lab, host))
 
 
-def _apply_stop(lab, fault, init):
+def _apply_stop(lab, st, fault, init):
     if init.get("system"):
         _systemctl(lab, fault["host"], "stop", fault["service"])
         return
@@ -294,11 +369,11 @@ def _heal(lab, st, chosen, boot, progress) -> list[dict]:
 
     for step, group in heal_plan(chosen):
         if step in ("thaw", "unslow"):
-            controller = FREEZER if step == "thaw" else CPU
+            kind = "freeze" if step == "thaw" else "slow"
             for fault in group:
-                entry = _cgroup_entry(controller, lab.name, fault["host"])
-                _remove_cgroup(lab, entry["path"], thaw=controller == FREEZER)
-                statefile.remove_created(st, entry)
+                for entry in _entries(lab, st, kind, fault["host"]):
+                    _undo(lab, st, entry)
+                    statefile.remove_created(st, entry)
         elif step == "links":
             _set_links(lab, sorted({f["host"] for f in group}), up=True)
         elif step == "boot" and boot:
@@ -346,17 +421,18 @@ def _start_program(lab, fault):
 
 
 def thaw_all(st: dict):
-    """Before destroy kills anything: a frozen task cannot die (cgroup v1)."""
+    """Before destroy kills anything: a frozen task cannot die (cgroup v1;
+    v2 lets SIGKILL through, and thawing there is harmless)."""
     for entry in statefile.created(st, "cgroup"):
-        if entry["controller"] == FREEZER and os.path.isdir(entry["path"]):
-            _write(f"{entry['path']}/freezer.state", "THAWED")
+        if _kind_of(entry) == "freeze":
+            cgroups.thaw(entry["path"])
 
 
 def remove_cgroups(lab, st: dict) -> int:
-    """Every cgroup the state records, removed (after the processes are gone)."""
+    """Every cgroup the state records, undone and removed (after the processes are gone)."""
     removed = 0
     for entry in list(statefile.created(st, "cgroup")):
-        removed += _remove_cgroup(lab, entry["path"], thaw=entry["controller"] == FREEZER)
+        removed += _undo(lab, st, entry)
         statefile.remove_created(st, entry)
     return removed
 
@@ -371,46 +447,11 @@ def _set_links(lab, hosts: list[str], up: bool):
     lab._run(["ip", "-n", netns, "-batch", "-"], input=text, where=f"lab {lab.name}: netns {netns}")
 
 
-def _cgroup_entry(controller: str, lab: str, host: str) -> dict:
-    return {"kind": "cgroup", "controller": controller, "path": cgroup_path(controller, lab, host)}
-
-
 def _host_netns_inode(lab, host: str) -> int:
     inode = procs.netns_inode(plan.netns_path(plan.host_netns(lab.name, host)))
     if inode is None:
         raise LabError(f"lab {lab.name}: host {host} has no network namespace (run `quizstack up`)")
     return inode
-
-
-def _write(path: str, value: str):
-    """One write(2) per value: cgroup files take one pid or setting per write."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
-
-
-def _members(path: str) -> set[int]:
-    try:
-        return {int(line) for line in _read(f"{path}/cgroup.procs").split()}
-    except FileNotFoundError:
-        return set()
-
-
-def _attach(path: str, pid: int):
-    """Move a process (all its threads) into the cgroup at path; gone is fine."""
-    try:
-        _write(f"{path}/cgroup.procs", str(pid))
-    except ProcessLookupError:
-        pass
-    except OSError as exc:
-        raise LabError(f"cannot move pid {pid} into {path}: {exc.strerror}") from None
 
 
 def _netns_of(pid: int) -> int | None:
@@ -428,47 +469,42 @@ def _enlist(path: str, inode: int):
     Children forked after their parent moved are born inside.
     """
     for _ in range(MAX_SWEEPS):
-        inside = _members(path)
+        inside = cgroups.members(path)
         outside = [r for r in procs.processes_in_netns({inode}) if r["pid"] not in inside]
         if not outside:
             break
         for rec in outside:
-            _attach(path, rec["pid"])
+            cgroups.attach(path, rec["pid"])
     else:
         raise LabError(f"{path}: new processes kept appearing after {MAX_SWEEPS} sweeps")
     # A pid the kernel reused between a scan and its write would have brought
     # in a stranger: only the host's own processes stay.
     root = os.path.dirname(path)
-    for pid in _members(path):
+    for pid in cgroups.members(path):
         ns = _netns_of(pid)
         if ns is not None and ns != inode:
-            _attach(root, pid)
+            cgroups.attach(root, pid)
 
 
-def _remove_cgroup(lab, path: str, thaw: bool) -> bool:
-    """Thaw (freezer), move whatever is inside back to the root cgroup, rmdir.
-
-    True if there was one to remove. Tolerates a cgroup never made.
-    """
-    if not os.path.isdir(path):
-        return False
-    if thaw:
-        _write(f"{path}/freezer.state", "THAWED")
-    root = os.path.dirname(path)
-    deadline = time.monotonic() + CGROUP_TIMEOUT
-    while True:
-        for pid in _members(path):
-            _attach(root, pid)
-        try:
-            os.rmdir(path)
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            # EBUSY: a member forked while we moved it out; go again.
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise LabError(f"lab {lab.name}: cannot remove cgroup {path}: {exc.strerror}") from None
-        time.sleep(0.01)
+def _undo(lab, st, entry: dict) -> bool:
+    """Thaw or unlimit a fault's cgroup, and remove it unless it is the
+    keeper's or the host's other v2 fault still uses it. True if removed;
+    tolerates a cgroup never made."""
+    path = entry["path"]
+    try:
+        if _kind_of(entry) == "freeze":
+            cgroups.thaw(path)
+        else:
+            cgroups.unlimit_cpu(path)
+        if entry.get("in_place") or any(e is not entry and e["path"] == path
+                                        for e in statefile.created(st, "cgroup")):
+            return False
+        # v1: back to the hierarchy's root, as ever; v2: where the host's init was.
+        return cgroups.remove(path, home=entry.get("home"), timeout=CGROUP_TIMEOUT)
+    except LabError as exc:
+        raise LabError(f"lab {lab.name}: {exc}") from None
+    except OSError as exc:
+        raise LabError(f"lab {lab.name}: {path}: {exc.strerror}") from None
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -11,8 +11,10 @@ systemd-nspawn, boots it again when the system reboots (nspawn exits with
 133), and unmounts when the system powers off. The lab records the keeper
 (pid and start time) as the host's init record; the system's own PID 1 is
 the keeper's grandchild. The keeper and everything below it live in a cgroup
-of their own (name=systemd hierarchy), so a power cut kills exactly the
-host's processes and two hosts never share nspawn's `payload` group.
+of their own, /quizstack/<lab>/<host> in every hierarchy nspawn uses (the v2
+one and, on v1 and hybrid machines, name=systemd; cgroups.py finds them at
+run time), so a power cut kills exactly the host's processes, a v2 freeze
+stops exactly them, and two hosts never share nspawn's `payload` group.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from quizstack.lab import cgroups
+
 NSPAWN = "systemd-nspawn"
 REBOOT_STATUS = 133
-# nspawn places the system in <its own cgroup>/payload, read from the unified
-# hierarchy and made in the name=systemd one too: the keeper joins both.
-CGROUP_ROOTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd")
 
 
 def cgroup_dir(lab: str, host: str) -> str:
@@ -36,8 +37,17 @@ def cgroup_dir(lab: str, host: str) -> str:
     return f"/quizstack/{lab}/{host}"
 
 
-def cgroup_paths(relative: str) -> list[str]:
-    return [root + relative for root in CGROUP_ROOTS if os.path.isdir(root)]
+def cgroup_roots(layout: cgroups.Layout | None = None) -> list[str]:
+    """The hierarchies a keeper joins. nspawn places the system in <its own
+    cgroup>/payload, read from the v2 hierarchy (/sys/fs/cgroup on a v2
+    machine, /sys/fs/cgroup/unified on a hybrid one) and, where systemd's
+    v1 name=systemd hierarchy is mounted, made there too: the keeper joins both."""
+    layout = layout or cgroups.detect()
+    return [root for root in (layout.v2, layout.v1.get("name=systemd")) if root]
+
+
+def cgroup_paths(relative: str, layout: cgroups.Layout | None = None) -> list[str]:
+    return [root + relative for root in cgroup_roots(layout) if os.path.isdir(root)]
 
 
 def machine_name(lab: str, host: str) -> str:

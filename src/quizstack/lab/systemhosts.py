@@ -18,7 +18,7 @@ from pathlib import Path
 
 from quizstack import debian
 from quizstack.errors import LabError
-from quizstack.lab import plan, procs, render, state as statefile, sysimage, system
+from quizstack.lab import cgroups, plan, procs, render, state as statefile, sysimage, system
 
 BOOT_TIMEOUT = 60.0
 DOOR_TIMEOUT = 10.0
@@ -168,10 +168,25 @@ def stop(records: list[dict], timeout=STOP_TIMEOUT) -> list[dict]:
     return procs.wait_gone(records, time.monotonic() + timeout)
 
 
-def power_cut(rec: dict, timeout: float) -> list[dict]:
-    """Every process of the host's cgroup SIGKILLed, the keeper first."""
+def power_cut(rec: dict, timeout: float, then=None) -> list[dict]:
+    """Every process of the host's cgroup SIGKILLed; returns those alive after `timeout`.
+
+    Where the v2 hierarchy has cgroup.kill, one write kills the whole tree at
+    once, a process forking meanwhile included; the keeper and every process
+    found get their own SIGKILL as well, the keeper first (on a machine
+    without cgroup.kill that is all there is). `then` runs once every signal
+    is queued: a task frozen by the v1 freezer dies only once thawed.
+    """
+    layout = cgroups.detect()
     victims = [rec] + [r for pid in system.cgroup_pids(rec["cgroup"]) if (r := procs.record(pid))]
-    return procs.kill_all(victims, timeout)
+    tree = layout.v2 + rec["cgroup"] if layout.v2 else None
+    if layout.cgroup_kill and tree and os.path.isdir(tree):
+        cgroups.kill(tree)
+    for victim in victims:
+        procs.signal_record(victim, signal.SIGKILL)
+    if then is not None:
+        then()
+    return procs.wait_gone(victims, time.monotonic() + timeout)
 
 
 def remove_cgroups(st: dict) -> int:
