@@ -238,6 +238,7 @@ def cmd_status(args):
         return 0
     print(f"lab {status['lab']}: scenario {status['scenario']} ({status['source']}), "
           f"state in {status['state_dir']}")
+    print(_platform_line(status))
     rows = [("HOST", "RUNNING", "PID", "ROLES", "ADDRESSES")]
     for h in status["hosts"]:
         addresses = " ".join(f"{i['name']}={i['address']}" for i in h["interfaces"])
@@ -260,6 +261,27 @@ def cmd_status(args):
     if any(h["running"] for h in status["hosts"]):
         _print_services(stack_status(lab))
     return 0
+
+
+def _platform_line(status):
+    """The machine's Debian and cgroups, the full systems' releases, what faults cannot run."""
+    from quizstack import debian
+
+    def name(codename):
+        return debian.RELEASES[codename].name if codename in debian.RELEASES else (codename or "not Debian")
+
+    machine = status["machine"]
+    text = f"platform: this machine {name(machine['release'])}, cgroups {machine['cgroups']}"
+    systems = {}
+    for h in status["hosts"]:
+        if h.get("kind") == "system":
+            systems.setdefault(h["release"], []).append(h["name"])
+    for codename, hosts in systems.items():
+        text += f"; {name(codename)} on {', '.join(hosts)}"
+    lacking = sorted(machine["faults_lacking"])
+    if lacking:
+        text += f"; faults unavailable here: {', '.join(lacking)} (`quizstack doctor` says why)"
+    return text
 
 
 def _print_management(lab):

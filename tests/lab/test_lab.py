@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from quizstack import debian
 from quizstack.lab import Lab, plan, procs
 from quizstack.topology import load_scenario
 
@@ -249,6 +250,21 @@ def test_status_json(lab, state_root):
     data = json.loads(out)
     assert [h["name"] for h in data["hosts"]][:3] == ["c1", "c2", "fw"]
     assert all(h["running"] and h["pid"] for h in data["hosts"])
+    # Namespace hosts run the machine's own Debian; the platform is the machine's.
+    assert {(h["kind"], h["release"]) for h in data["hosts"]} == {("namespace", None)}
+    assert data["machine"]["release"] == debian.machine_release()
+    assert data["machine"]["cgroups"] in ("v1", "v2", "hybrid")
+    text = subprocess.run(QUIZSTACK + ["status", "--lab", lab.name], capture_output=True,
+                          text=True, env=env, check=True).stdout
+    assert f"platform: this machine {debian.release(debian.machine_release()).name}, cgroups " in text
+
+
+def test_every_host_may_ping_with_an_icmp_socket_as_after_a_real_boot(lab):
+    # systemd sets this at a real host's boot; Debian 13's ping (no raw-socket
+    # capability) needs it for any user but root, Nagios's check_ping among them.
+    assert lab.run("s1", ["sysctl", "-n", "net.ipv4.ping_group_range"]).stdout.split() == ["0", "2147483647"]
+    done = lab.run("s1", ["runuser", "-u", "nobody", "--", "ping", "-c", "1", "-W", "2", "10.2.3.1"], check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 # -- stop / start ---------------------------------------------------------------------

@@ -28,9 +28,10 @@ import sys
 import time
 from pathlib import Path
 
+from quizstack import debian
 from quizstack.errors import CommandError, LabError
 from quizstack.lab import faults as faultlib, plan, procs, render, state as statefile
-from quizstack.lab import systemhosts
+from quizstack.lab import cgroups, systemhosts
 from quizstack.lab.boot import HOST_ENV, TREES, prepare_layers
 from quizstack.topology import Topology, parse_scenario
 
@@ -651,6 +652,9 @@ class Lab:
             hosts.append({
                 "name": h.name,
                 "roles": list(h.roles),
+                "kind": h.kind,
+                # A full system's Debian; a namespace host runs the machine's own.
+                "release": (h.release or debian.default_release()) if h.system else None,
                 "running": rec is not None,
                 "pid": rec["pid"] if rec else None,
                 "netns": plan.host_netns(self.name, h.name),
@@ -665,9 +669,13 @@ class Lab:
                        "target": fwd["target"], "running": procs.alive(fwd.get("process")),
                        "also": [{"url": f"http://127.0.0.1:{p}/", "target": t}
                                 for p, t in fwd.get("also") or []]}
+        layout = cgroups.detect()
         return {"lab": self.name, "scenario": topo.name, "source": topo.source,
                 "state_dir": str(self.state_dir), "network": st.get("network") == "done",
-                "hosts": hosts, "forward": forward}
+                "hosts": hosts, "forward": forward,
+                "machine": {"release": debian.machine_release(), "cgroups": layout.kind,
+                            "faults_lacking": {k: m for k in ("freeze", "slow", "kill")
+                                               if (m := layout.missing(k))}}}
 
     def init_pid(self, host: str) -> int:
         self.topology.host(host)   # a clear error for an unknown host
