@@ -183,7 +183,8 @@ def files_section(phases):
 
 def steps_section(topology, plan, phases):
     lines = ["## Installing: the steps in order", "",
-             "1. On every host, Debian 12 with the packages listed under Hosts; on the app servers, "
+             "1. On every host, Debian 12 (bookworm) or 13 (trixie), any mix, with the packages listed "
+             "under Hosts (the roles read each host's versions); on the app servers, "
              f"quizstack's Python environment at `{VENV}` (`python3 -m venv` and "
              "`pip install` of this project; `quizstack deploy --venv` names another).",
              "2. From the operators' machine, the first time, straight to each host over its own SSH: "
