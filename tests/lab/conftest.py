@@ -3,6 +3,14 @@
 Bringing the complete scenario up takes most of a minute, so the modules
 that need it (access, chaos, monitoring) share this one; each leaves it
 healthy (faults healed, services running) for the next.
+
+The cgroup layout is the machine's (lab/cgroups.py): a test of a fault that
+needs a mechanism this machine lacks is marked `needs_fault("slow")` and
+skips with the layout's own sentence saying what is missing; one that reads
+a v1 controller's files is marked `needs_v1("freezer")`; and the fixture
+`forced_v2` runs a test's faults through the v2 hierarchy. On a hybrid
+machine all of them run; on a v2-only one the v1 tests skip, as the v2 tests
+cover the same faults there.
 """
 
 import os
@@ -13,7 +21,47 @@ import time
 import pytest
 
 from quizstack import stack
+from quizstack.lab import cgroups
 from quizstack.topology import load_scenario
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_fault(*kinds): skip, saying what is missing, "
+                                       "unless this machine's cgroups can apply these faults")
+    config.addinivalue_line("markers", "needs_v1(controller): skip unless the cgroup v1 "
+                                       "hierarchy of this controller is mounted")
+
+
+def pytest_runtest_setup(item):
+    """The markers above, judged before any fixture starts a lab for nothing."""
+    marks = list(item.iter_markers("needs_fault")) + list(item.iter_markers("needs_v1"))
+    if not marks:
+        return
+    layout = cgroups.detect()
+    for mark in item.iter_markers("needs_fault"):
+        for kind in mark.args:
+            why = layout.missing(kind)
+            if why:
+                pytest.skip(why)
+    for mark in item.iter_markers("needs_v1"):
+        controller = mark.args[0]
+        if controller not in layout.v1:
+            pytest.skip(f"cgroup v1 {controller} not mounted (a v2-only machine): the v2 tests cover it")
+        if layout.forced not in (None, "v1"):
+            pytest.skip(f"{cgroups.ENV}={layout.forced} chooses another mechanism than "
+                        f"the cgroup v1 {controller} this test reads")
+
+
+@pytest.fixture
+def forced_v2(monkeypatch):
+    """QUIZSTACK_CGROUP=v2 for the test: its faults go through the v2 hierarchy
+    (on a hybrid machine, the controller-less /sys/fs/cgroup/unified), whose
+    mount point it returns. Skips where there is none with cgroup.freeze."""
+    layout = cgroups.detect()
+    if layout.v2 is None or not layout.v2_freeze:
+        pytest.skip("no cgroup v2 hierarchy with cgroup.freeze here")
+    monkeypatch.setenv(cgroups.ENV, "v2")
+    return layout.v2
 
 
 def free_port():

@@ -145,6 +145,7 @@ def test_a_server_whose_app_stops_answering_is_drained_by_its_agent_and_comes_ba
     back_in_rotation(lab, lb, "s2")
 
 
+@pytest.mark.needs_fault("slow")
 def test_a_slowed_server_gets_fewer_requests(balanced):
     lab, plan, _ = balanced
     lb = plan.lb_hosts[0]

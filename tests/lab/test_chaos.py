@@ -125,6 +125,7 @@ def test_the_accounting_catches_a_write_lost_on_a_brick(complete):
     assert not left
 
 
+@pytest.mark.needs_fault("freeze")     # web-freeze
 def test_an_experiment_killed_with_sigkill_is_repaired_by_the_next_up(complete):
     lab, first = complete
     env = dict(os.environ)

@@ -5,6 +5,12 @@ module: web runs a small HTTP server as a supervisor program, c1 is the
 client that pings and fetches. Every test heals what it injected (the
 fixture heals again, whatever happened), and the lab is destroyed at the end,
 always. Whole-lab tests (destroy, stop) make their own labs.
+
+The faults go where this machine's cgroup layout sends them: tests that
+read the v1 freezer's files run where it is mounted, their twins through
+cgroup v2 (QUIZSTACK_CGROUP=v2, the `forced_v2` fixture) wherever there is a
+v2 hierarchy, and a fault the machine cannot apply (slow without a cpu
+controller) is skipped with the sentence saying what is missing.
 """
 
 import os
@@ -117,15 +123,13 @@ def v2_cgroup_of(pid):
     return next(line[3:] for line in lines if line.startswith("0::"))
 
 
-V2 = cgroups.detect()
-needs_v2_freeze = pytest.mark.skipif(not V2.v2_freeze, reason="no cgroup v2 hierarchy with cgroup.freeze here")
-
-
-@pytest.fixture
-def forced_v2(monkeypatch):
-    """Faults through cgroup v2 (on a hybrid machine, its controller-less /sys/fs/cgroup/unified)."""
-    monkeypatch.setenv("QUIZSTACK_CGROUP", "v2")
-    return V2.v2
+def fault_cgroups(name, faults):
+    """The cgroups these (kind, host) faults of lab `name` make on this machine:
+    one per v1 controller, one per host through v2 (its freeze and slow share it)."""
+    layout = cgroups.detect()
+    hierarchy = {kind: layout.v1[cgroups.V1_OF[kind]] if layout.mechanism(kind) == "v1" else layout.v2
+                 for kind, _ in faults}
+    return sorted({f"{hierarchy[kind]}/quizstack-{name}-{host}" for kind, host in faults})
 
 
 def lab_processes(lab):
@@ -212,6 +216,7 @@ def test_cut_is_a_partition_and_the_processes_live_through_it(lab):
     assert http_answers(lab)
 
 
+@pytest.mark.needs_v1("freezer")
 def test_freeze_is_a_hung_host_that_still_answers_ping(lab):
     freezer = Path(f"/sys/fs/cgroup/freezer/quizstack-{lab.name}-web")
     lab.inject("freeze", "web")
@@ -225,6 +230,7 @@ def test_freeze_is_a_hung_host_that_still_answers_ping(lab):
     assert http_answers(lab)
 
 
+@pytest.mark.needs_fault("slow")
 def test_slow_gives_the_host_a_fifth_of_a_cpu(lab):
     busy = lab.run("web", ["sh", "-c", 'python3 -c "$1" >/dev/null 2>&1 & echo $!', "sh", BUSY]).stdout.strip()
     tick = os.sysconf("SC_CLK_TCK")
@@ -263,7 +269,6 @@ def test_stop_stops_one_program_and_heal_starts_it(lab):
 # -- the same faults through cgroup v2 (QUIZSTACK_CGROUP=v2) ------------------------------
 
 
-@needs_v2_freeze
 def test_freeze_through_cgroup_v2_is_the_same_hung_host(lab, forced_v2):
     group = Path(forced_v2, f"quizstack-{lab.name}-web")
     init = host_status(lab, "web")["pid"]
@@ -282,7 +287,6 @@ def test_freeze_through_cgroup_v2_is_the_same_hung_host(lab, forced_v2):
     assert http_answers(lab)
 
 
-@needs_v2_freeze
 def test_heal_through_cgroup_v2_puts_the_processes_back_where_they_were(lab, forced_v2):
     home = Path(forced_v2, f"qs-test-home-{RUN}")
     home.mkdir()
@@ -310,7 +314,6 @@ def test_heal_through_cgroup_v2_puts_the_processes_back_where_they_were(lab, for
             home.rmdir()
 
 
-@needs_v2_freeze
 def test_kill_of_a_host_frozen_through_cgroup_v2_needs_no_thaw(lab, forced_v2):
     group = Path(forced_v2, f"quizstack-{lab.name}-web")
     lab.inject("freeze", "web")
@@ -326,11 +329,9 @@ def test_kill_of_a_host_frozen_through_cgroup_v2_needs_no_thaw(lab, forced_v2):
     assert wait_for(lambda: http_answers(lab), what="the page back")
 
 
-@needs_v2_freeze
+@pytest.mark.needs_v1("cpu")
 def test_freeze_through_v2_and_slow_through_v1_combine(lab, forced_v2, monkeypatch):
     monkeypatch.delenv("QUIZSTACK_CGROUP")
-    if cgroups.detect().mechanism("slow") != "v1":
-        pytest.skip("no cgroup v1 cpu hierarchy here")
     lab.inject("slow", "web", cpu=50)
     monkeypatch.setenv("QUIZSTACK_CGROUP", "v2")
     lab.inject("freeze", "web")
@@ -341,13 +342,14 @@ def test_freeze_through_v2_and_slow_through_v1_combine(lab, forced_v2, monkeypat
 
 
 def test_slow_through_cgroup_v2_without_its_cpu_controller_is_refused_with_what_is_missing(lab, forced_v2):
-    if V2.v2 is None or "cpu" in V2.v2_controllers:
-        pytest.skip("this machine's v2 hierarchy is missing or has the cpu controller")
+    layout = cgroups.detect()
+    if "cpu" in layout.v2_controllers:
+        pytest.skip("this machine's v2 hierarchy has the cpu controller: slow works through it")
     state_file = lab.state_dir / "state.json"
     before = state_file.read_text()
     with pytest.raises(LabError) as info:
         lab.inject("slow", "web", cpu=20)
-    offered = ", ".join(sorted(V2.v2_controllers)) or "none"
+    offered = ", ".join(sorted(layout.v2_controllers)) or "none"
     assert str(info.value).startswith(
         f"QUIZSTACK_CGROUP=v2 chooses cgroup v2, and fault slow needs cpu in the cgroup v2 root's "
         f"cgroup.controllers ({forced_v2}/cgroup.controllers: {offered})")
@@ -378,6 +380,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(lab, call, message):
     assert lab.faults() == [] and lab_cgroups(lab.name) == []
 
 
+@pytest.mark.needs_fault("freeze")
 def test_the_same_fault_twice_is_refused(lab):
     lab.inject("freeze", "db")
     with pytest.raises(LabError, match=r"host db already has a freeze fault; heal it first"):
@@ -395,6 +398,7 @@ def test_the_same_fault_twice_is_refused(lab):
 # -- the lab's commands repair faults ----------------------------------------------------------
 
 
+@pytest.mark.needs_fault("freeze")
 def test_up_heals_every_fault(lab):
     lab.inject("cut", "c1")
     lab.inject("freeze", "web")
@@ -409,10 +413,12 @@ def test_up_heals_every_fault(lab):
     assert http_answers(lab)
 
 
-def test_an_interrupted_injection_is_repaired_by_heal_and_up(lab):
+@pytest.mark.needs_v1("freezer")
+def test_an_interrupted_freeze_is_repaired_by_heal(lab):
     state_file = lab.state_dir / "state.json"
     # As a kill -9 in the middle of `freeze web` leaves things: the fault and its
-    # cgroup recorded, web's processes moved in and frozen, but no `t` yet.
+    # cgroup recorded (as earlier versions wrote it), web's processes moved in
+    # and frozen, but no `t` yet.
     freezer = f"/sys/fs/cgroup/freezer/quizstack-{lab.name}-web"
     st = statefile.load(state_file)
     st["faults"].append({"kind": "freeze", "host": "web", "began": time.time(), "t": None})
@@ -430,6 +436,35 @@ def test_an_interrupted_injection_is_repaired_by_heal_and_up(lab):
     assert not os.path.exists(freezer)
     assert http_answers(lab)
 
+
+def test_an_interrupted_freeze_through_cgroup_v2_is_repaired_by_heal(lab, forced_v2):
+    state_file = lab.state_dir / "state.json"
+    # The same through v2: web's processes moved out of their own cgroup into
+    # the fault's and frozen, the record naming where they came from.
+    group = Path(forced_v2, f"quizstack-{lab.name}-web")
+    init = host_status(lab, "web")["pid"]
+    home = v2_cgroup_of(init)
+    st = statefile.load(state_file)
+    st["faults"].append({"kind": "freeze", "host": "web", "began": time.time(), "t": None})
+    st["created"].append({"kind": "cgroup", "controller": "v2", "path": str(group), "host": "web",
+                          "fault": "freeze", "home": os.path.normpath(forced_v2 + home)})
+    statefile.save(state_file, st)
+    group.mkdir()
+    inode = procs.netns_inode(plan.netns_path(plan.host_netns(lab.name, "web")))
+    for rec in procs.processes_in_netns({inode}):
+        cgroups.attach(str(group), rec["pid"])
+    (group / "cgroup.freeze").write_text("1")
+    wait_for(lambda: "frozen 1" in (group / "cgroup.events").read_text().splitlines(), what="frozen")
+    assert not http_answers(lab)
+    assert [(f["kind"], f["t"]) for f in lab.faults()] == [("freeze", None)]
+    assert [h["kind"] for h in lab.heal()] == ["freeze"]
+    assert not group.exists() and v2_records(lab) == []
+    assert v2_cgroup_of(init) == home
+    assert http_answers(lab)
+
+
+def test_an_interrupted_kill_is_repaired_by_up(lab):
+    state_file = lab.state_dir / "state.json"
     # `kill db` interrupted after the init died: the next up boots it.
     st = statefile.load(state_file)
     st["faults"].append({"kind": "kill", "host": "db", "began": time.time(), "t": None})
@@ -443,6 +478,7 @@ def test_an_interrupted_injection_is_repaired_by_heal_and_up(lab):
     assert pings(lab, "c1", DB)
 
 
+@pytest.mark.needs_fault("freeze", "slow")
 def test_stop_with_faults_powers_off_and_start_brings_all_back(state_root):
     lab = make_lab(state_root, "fs")
     try:
@@ -461,7 +497,6 @@ def test_stop_with_faults_powers_off_and_start_brings_all_back(state_root):
         lab.destroy()
 
 
-@needs_v2_freeze
 def test_destroy_with_hosts_frozen_through_cgroup_v2_leaves_nothing(state_root, forced_v2):
     lab = make_lab(state_root, "fv")
     try:
@@ -479,6 +514,7 @@ def test_destroy_with_hosts_frozen_through_cgroup_v2_leaves_nothing(state_root, 
     assert not lab.state_dir.exists()
 
 
+@pytest.mark.needs_fault("freeze", "slow")
 def test_destroy_with_frozen_and_slowed_hosts_leaves_nothing(state_root):
     lab = make_lab(state_root, "fd")
     try:
@@ -489,7 +525,9 @@ def test_destroy_with_frozen_and_slowed_hosts_leaves_nothing(state_root):
         lab.inject("slow", "web", cpu=10)
         lab.inject("freeze", "web")
         lab.inject("cut", "db")
-        assert len(lab_cgroups(lab.name)) == 3
+        # v1: c1 and web frozen in the freezer, web slowed in cpu; v2: one cgroup a host.
+        assert sorted(lab_cgroups(lab.name)) == fault_cgroups(
+            lab.name, [("freeze", "c1"), ("slow", "web"), ("freeze", "web")])
         during = lab_processes(lab)
     finally:
         lab.destroy()

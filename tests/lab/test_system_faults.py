@@ -123,9 +123,9 @@ def healed(lab):
 
 
 @pytest.fixture
-def keeper_cgroup(healed, monkeypatch):
-    monkeypatch.setenv("QUIZSTACK_CGROUP", "v2")
-    return Path(LAYOUT.v2 + system.cgroup_dir(healed.name, "web"))
+def keeper_cgroup(healed, forced_v2):
+    """The system's keeper cgroup, where its faults go through cgroup v2 (QUIZSTACK_CGROUP=v2)."""
+    return Path(forced_v2 + system.cgroup_dir(healed.name, "web"))
 
 
 def test_a_full_system_freezes_in_its_keepers_cgroup_and_thaws(lab, keeper_cgroup):
@@ -154,7 +154,7 @@ def test_a_frozen_full_system_loses_its_power_through_cgroup_kill_and_boots_agai
     serve(lab)
 
 
-@pytest.mark.skipif(LAYOUT.mechanism("freeze") != "v1", reason="this machine freezes with cgroup v2 by default")
+@pytest.mark.needs_v1("freezer")
 def test_a_full_system_frozen_by_the_v1_freezer_still_loses_its_power(healed, monkeypatch):
     lab = healed
     monkeypatch.delenv("QUIZSTACK_CGROUP", raising=False)

@@ -10,8 +10,8 @@ PID namespace; its files stay), `cut` a pulled cable (links down, processes
 untouched), `freeze` a hung host (every process stopped by a cgroup freezer
 while the kernel still answers ARP, ping and TCP handshakes), `slow` a
 starved one (a CFS quota of the cpu controller) and `stop` a crashed
-service (supervisord stops one program, over its control socket). Every
-fault is written to state.json before it is applied, and every cgroup
+service (supervisord stops one program, or systemd one unit: programs.py).
+Every fault is written to state.json before it is applied, and every cgroup
 before it is made, so `heal`, `up`, `start`, `stop` and `destroy` find and
 undo exactly what is there, even after a kill -9 in the middle of an
 injection; healing each kind is idempotent for that reason. (The functions
@@ -30,15 +30,12 @@ made (system.py), without moving any of nspawn's processes.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
-import socket
 import time
-import xmlrpc.client
 
-from quizstack.errors import LabError, QuizstackError
-from quizstack.lab import cgroups, plan, procs, render, state as statefile, system
+from quizstack.errors import LabError
+from quizstack.lab import cgroups, plan, procs, programs, state as statefile, system
 from quizstack.topology import Host
 
 KINDS = ("kill", "cut", "freeze", "slow", "stop")
@@ -50,8 +47,6 @@ CFS_PERIOD_US = 100_000
 KILL_TIMEOUT = 10.0
 FREEZE_TIMEOUT = 5.0
 CGROUP_TIMEOUT = 5.0
-RPC_TIMEOUT = 60.0
-SYSTEMCTL_TIMEOUT = 90.0   # a unit stopping may take its TimeoutStopSec (a drained gunicorn: seconds)
 MAX_SWEEPS = 50
 
 # Healing runs in this order whatever order the faults came in: thaw first
@@ -61,8 +56,6 @@ MAX_SWEEPS = 50
 STEPS = ("thaw", "unslow", "links", "boot", "start")
 STEPS_OF = {"freeze": ("thaw",), "slow": ("unslow",), "cut": ("links",),
             "kill": ("links", "boot"), "stop": ("start",)}
-STOPPABLE = ("RUNNING", "STARTING", "BACKOFF")
-ALREADY_STARTED = 60    # supervisor.xmlrpc.Faults (supervisor is the machine's, not our dependency)
 
 
 def _nothing(message):
@@ -215,7 +208,7 @@ def inject(lab, st: dict, kind: str, host: str, params: dict) -> dict:
     if kind == "stop":
         if "freeze" in mine:
             raise LabError(f"lab {lab.name}: host {host} is frozen; heal it before stopping a program")
-        _check_program(lab, host, init, params["service"])
+        programs.check(lab, host, init, params["service"])
     fault = {"kind": kind, "host": host, **params, "began": time.time(), "t": None}
     active.append(fault)
     if entry is not None:
@@ -320,18 +313,7 @@ def _apply_slow(lab, st, fault, init):
 
 
 def _apply_stop(lab, st, fault, init):
-    if init.get("system"):
-        _systemctl(lab, fault["host"], "stop", fault["service"])
-        return
-    try:
-        with _supervisor(init) as rpc:
-            rpc.supervisor.stopProcess(fault["service"], True)
-    except xmlrpc.client.Fault as exc:
-        raise LabError(f"lab {lab.name}: host {fault['host']}: cannot stop {fault['service']}: "
-                       f"{exc.faultString}") from None
-    except OSError as exc:
-        raise LabError(f"lab {lab.name}: host {fault['host']}: supervisord does not answer "
-                       f"({exc})") from None
+    programs.stop(lab, fault["host"], init, fault["service"])
 
 
 _APPLY = {"kill": _apply_kill, "cut": _apply_cut, "freeze": _apply_freeze,
@@ -401,20 +383,7 @@ def _start_program(lab, fault):
     init = lab._running(fault["host"])
     if init is None:
         return      # the host is off: its next boot starts the program
-    if init.get("system"):
-        _systemctl(lab, fault["host"], "start", fault["service"])   # a unit already running: no-op
-        return
-    try:
-        with _supervisor(init) as rpc:
-            rpc.supervisor.startProcess(fault["service"], True)
-    except xmlrpc.client.Fault as exc:
-        if exc.faultCode == ALREADY_STARTED:
-            return  # a boot (or someone) started it already
-        raise LabError(f"lab {lab.name}: host {fault['host']}: program {fault['service']} "
-                       f"did not start again: {exc.faultString}") from None
-    except OSError as exc:
-        raise LabError(f"lab {lab.name}: host {fault['host']}: supervisord does not answer "
-                       f"({exc})") from None
+    programs.start(lab, fault["host"], init, fault["service"])
 
 
 # -- destroy's part -------------------------------------------------------------------------
@@ -437,7 +406,7 @@ def remove_cgroups(lab, st: dict) -> int:
     return removed
 
 
-# -- links, cgroups, supervisord ----------------------------------------------------------------
+# -- links, cgroups ------------------------------------------------------------------------------
 
 
 def _set_links(lab, hosts: list[str], up: bool):
@@ -505,85 +474,3 @@ def _undo(lab, st, entry: dict) -> bool:
         raise LabError(f"lab {lab.name}: {exc}") from None
     except OSError as exc:
         raise LabError(f"lab {lab.name}: {path}: {exc.strerror}") from None
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self._socket_path = socket_path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._socket_path)
-        self.sock = sock
-
-
-class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, socket_path: str, timeout: float):
-        super().__init__()
-        self._socket_path = socket_path
-        self._timeout = timeout
-
-    def make_connection(self, host):
-        # Kept where Transport.close() (ServerProxy's `with`) finds and closes it.
-        if not self._connection[1]:
-            self._connection = host, _UnixConnection(self._socket_path, self._timeout)
-        return self._connection[1]
-
-
-def _supervisor(init: dict, timeout: float = RPC_TIMEOUT) -> xmlrpc.client.ServerProxy:
-    """The host's supervisord, over its control socket reached through /proc/<init>/root.
-
-    The same XML-RPC calls `supervisorctl stop|start` makes, without starting
-    an interpreter inside the host: a fault takes milliseconds, not a quarter second.
-    """
-    path = f"/proc/{init['pid']}/root{render.SUPERVISOR_SOCKET}"
-    return xmlrpc.client.ServerProxy("http://localhost/RPC2", transport=_UnixTransport(path, timeout))
-
-
-def programs(init: dict) -> dict[str, str]:
-    """The host's supervisor programs: {name: state} (group:name inside a group)."""
-    with _supervisor(init, timeout=10) as rpc:
-        infos = rpc.supervisor.getAllProcessInfo()
-    return {(i["name"] if i["group"] == i["name"] else f"{i['group']}:{i['name']}"): i["statename"]
-            for i in infos}
-
-
-def _systemctl(lab, host: str, verb: str, unit: str):
-    """systemctl VERB UNIT inside a full-system host; its own words in the error if it refuses."""
-    try:
-        lab.run(host, ["systemctl", verb, unit], timeout=SYSTEMCTL_TIMEOUT)
-    except QuizstackError as exc:
-        raise LabError(f"lab {lab.name}: host {host}: systemctl {verb} {unit} failed: {exc}") from None
-
-
-def _unit_state(lab, host: str, unit: str) -> tuple[str, str]:
-    """(LoadState, ActiveState) of a systemd unit of a full-system host."""
-    try:
-        done = lab.run(host, ["systemctl", "show", "--property=LoadState,ActiveState", "--", unit],
-                       timeout=SYSTEMCTL_TIMEOUT)
-    except QuizstackError as exc:
-        raise LabError(f"lab {lab.name}: host {host}: systemd does not answer ({exc})") from None
-    props = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    return props.get("LoadState", ""), props.get("ActiveState", "")
-
-
-def _check_program(lab, host: str, init: dict, service: str):
-    if init.get("system"):
-        loaded, active = _unit_state(lab, host, service)
-        if loaded != "loaded":
-            raise LabError(f"lab {lab.name}: host {host} has no systemd unit {service!r} ({loaded or 'unknown'})")
-        if active not in ("active", "activating", "reloading"):
-            raise LabError(f"lab {lab.name}: host {host}: unit {service} is {active}, not running: nothing to stop")
-        return
-    try:
-        found = programs(init)
-    except (OSError, xmlrpc.client.Error) as exc:
-        raise LabError(f"lab {lab.name}: host {host}: supervisord does not answer ({exc})") from None
-    if service not in found:
-        raise LabError(f"lab {lab.name}: host {host} has no program {service!r} "
-                       f"(programs: {', '.join(sorted(found)) or 'none'})")
-    if found[service] not in STOPPABLE:
-        raise LabError(f"lab {lab.name}: host {host}: program {service} is "
-                       f"{found[service]}, not running: nothing to stop")

@@ -8,8 +8,19 @@ what may exist and finishes it, and `destroy` removes exactly those things,
 in reverse order, tolerating ones that never came to exist.
 
 Entries of `created`: {"kind": "netns", "name": ...}, {"kind": "init", "host": ...},
-{"kind": "forward"}, {"kind": "cgroup", "controller": "freezer"|"cpu", "path": ...}
-(a fault's cgroup, removed again when the fault is healed).
+{"kind": "forward"}, {"kind": "system-cgroup", "path", "machine"} (a full
+system's keeper cgroup, systemhosts.py) and {"kind": "cgroup", ...}: a freeze
+or slow fault's cgroup, undone when the fault is healed (faults.py,
+`cgroup_entry`). A cgroup record is one of
+  v1: {"controller": "freezer"|"cpu", "path", "host", "fault"}, the cgroup the
+      fault made in that controller's hierarchy (records of earlier versions
+      lack host and fault; the path names them);
+  v2: {"controller": "v2", "path", "host", "fault", "home"}, a namespace
+      host's cgroup in the v2 hierarchy, shared by its freeze and slow, whose
+      processes go back to `home` when the last of them is healed; or
+      {"controller": "v2", "path", "host", "fault", "in_place": true}, a
+      full system's keeper cgroup, frozen or slowed where it is and never
+      removed by a heal.
 
 `faults` lists the faults injected and not yet healed (see faults.py), each
 recorded before it is applied.
