@@ -102,6 +102,29 @@ def download_argv(python, requirements, dest, machine=None):
     return argv + ["-d", str(dest), *requirements]
 
 
+def installable(filename, python):
+    """True if a wheel (by its file name's tags) installs on CPython `python` ("3.11")."""
+    stem = Path(filename).name.removesuffix(".whl")
+    parts = stem.split("-")
+    if len(parts) < 5:
+        return False
+    pythons, abis = parts[-3].split("."), parts[-2].split(".")
+    major, minor = (int(x) for x in python.split("."))
+    for tag in pythons:
+        if tag in ("py3", f"py{major}{minor}"):
+            return True
+        if tag.startswith("cp") and tag[2:].isdigit():
+            version = (int(tag[2]), int(tag[3:]))
+            if version == (major, minor) or ("abi3" in abis and version <= (major, minor)):
+                return True
+    return False
+
+
+def for_python(paths, python):
+    """The wheels of a folder that install on CPython `python` (one per package)."""
+    return [p for p in paths if installable(p, python)]
+
+
 def dependency_wheels(progress=lambda _: None):
     """A folder of wheels: the pinned requirements and everything they need, for
     each of target_pythons() (pip installs, offline, the ones that fit)."""

@@ -22,6 +22,7 @@ import pytest
 
 from quizstack.deploy.plan import build_plan
 from quizstack.export import compose
+from quizstack.lab import cgroups
 from quizstack.export.compose_run import OUTSIDE, OUTSIDE_MADE, TOOLS, Project, other_daemons
 from quizstack.topology import load_scenario
 
@@ -143,7 +144,7 @@ def test_the_compose_export_serves_quiz_balanced_with_the_image_shared_and_leave
                     and (mark in _cmdline(pid) or project.netns_path + " " in _cmdline(pid))]
         assert mark not in _mounts() and project.netns_path not in _mounts()
         assert not os.path.exists(project.netns_path)
-        assert not list(Path("/sys/fs/cgroup").glob(f"*/{project.cgroup}")), removed
+        assert not cgroups.detect().named(project.cgroup), removed
         new_links = _root_links() - links_before
         assert not [link for link in new_links if re.fullmatch(r"veth[0-9a-f]{7}|br-[0-9a-f]{12}|docker0", link)]
         if not other_daemons():

@@ -255,3 +255,16 @@ def test_wheels_are_fetched_for_every_supported_debian_python():
     assert argv[argv.index("--python-version") + 1] == "3.13" and "cp313" in argv
     assert "manylinux_2_36_x86_64" in argv and "manylinux2014_x86_64" in argv
     assert argv[-3:] == ["-d", "/tmp/w", "Django==5.2"]
+
+
+@pytest.mark.parametrize("name, python, ok", [
+    ("django-5.2.20-py3-none-any.whl", "3.11", True),
+    ("markupsafe-3.0.4-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "3.11", True),
+    ("markupsafe-3.0.4-cp313-cp313-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "3.11", False),
+    ("markupsafe-3.0.4-cp313-cp313-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "3.13", True),
+    ("cryptography-46.0.0-cp311-abi3-manylinux_2_28_x86_64.whl", "3.13", True),
+    ("cryptography-46.0.0-cp314-abi3-manylinux_2_28_x86_64.whl", "3.13", False),
+    ("notawheel.whl", "3.11", False),
+])
+def test_the_image_takes_the_wheels_of_its_own_python(name, python, ok):
+    assert wheels.installable(name, python) is ok

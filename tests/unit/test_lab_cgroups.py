@@ -387,3 +387,17 @@ def test_a_full_systems_keeper_cgroup_is_thawed_in_place_and_never_removed(tmp_p
     assert faults.remove_cgroups(types.SimpleNamespace(name="t1"), st) == 0
     assert written == [(f"{path}/cgroup.freeze", "0")] and os.path.isdir(path)
     assert state.created(st, "cgroup") == []
+
+
+def test_a_cgroup_is_found_by_name_under_every_hierarchy(tmp_path):
+    from quizstack.lab.cgroups import Layout
+
+    for d in ("unified/x", "freezer/x", "cpu,cpuacct", "cpu,cpuacct/x", "memory"):
+        (tmp_path / d).mkdir(parents=True)
+    layout = Layout(kind="hybrid", root=str(tmp_path), v2=str(tmp_path / "unified"),
+                    v1={"freezer": str(tmp_path / "freezer"), "cpu": str(tmp_path / "cpu,cpuacct"),
+                        "cpuacct": str(tmp_path / "cpu,cpuacct"), "memory": str(tmp_path / "memory")})
+    assert layout.hierarchies()[0] == str(tmp_path / "unified")
+    assert len(layout.hierarchies()) == 4
+    assert layout.named("x") == [str(tmp_path / p) for p in ("unified/x", "cpu,cpuacct/x", "freezer/x")]
+    assert Layout(kind="v2", root=str(tmp_path), v2=str(tmp_path)).named("unified") == [str(tmp_path / "unified")]

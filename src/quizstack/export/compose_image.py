@@ -141,8 +141,11 @@ def base_rootfs(progress=lambda _: None):
 
 
 def stage_wheels(directory, progress=lambda _: None):
-    """Copy every wheel the Dockerfile installs (quizstack.wheels) into DIR/image/wheels."""
-    wheels = sorted(wheels_.dependency_wheels(progress).glob("*.whl")) + [wheels_.project_wheel(progress)]
+    """Copy every wheel the Dockerfile installs (quizstack.wheels) into DIR/image/wheels:
+    those for the image's own python3 (the wheels are made for every supported one)."""
+    python = debian.release(compose.SUITE).python
+    wheels = wheels_.for_python(sorted(wheels_.dependency_wheels(progress).glob("*.whl")), python) \
+        + [wheels_.project_wheel(progress)]
     folder = Path(directory) / "image" / "wheels"
     if folder.exists():
         shutil.rmtree(folder)

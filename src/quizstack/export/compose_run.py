@@ -34,6 +34,7 @@ from pathlib import Path
 
 from quizstack.errors import CommandError, QuizstackError
 from quizstack.export import compose, compose_image
+from quizstack.lab import cgroups
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"
@@ -380,7 +381,8 @@ class Project:
         # The containers' cgroups empty a moment after their last process: a few tries.
         deadline = time.monotonic() + 10
         while True:
-            left = sorted(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}"))
+            # Wherever the machine mounts them: one v2 hierarchy, or one per v1 controller.
+            left = [Path(p) for p in cgroups.detect().named(self.cgroup)]
             for hierarchy in left:
                 for folder in sorted((p for p in hierarchy.rglob("*") if p.is_dir()),
                                      reverse=True) + [hierarchy]:
@@ -388,7 +390,7 @@ class Project:
                         folder.rmdir()
                     except OSError:
                         pass
-            if not any(Path("/sys/fs/cgroup").glob(f"*/{self.cgroup}")):
+            if not cgroups.detect().named(self.cgroup):
                 if left:
                     removed.append(f"cgroups {self.cgroup}")
                 break

@@ -80,6 +80,14 @@ class Layout:
             return self.forced if {"v1": v1, "v2": v2}[self.forced] else None
         return "v1" if v1 else "v2" if v2 else None
 
+    def hierarchies(self) -> list[str]:
+        """Every mounted hierarchy's root, v2 first (a v1 mount holding several controllers once)."""
+        return list(dict.fromkeys(([self.v2] if self.v2 else []) + sorted(self.v1.values())))
+
+    def named(self, name: str) -> list[str]:
+        """The cgroups called `name` right under any hierarchy's root that exist."""
+        return [path for root in self.hierarchies() if os.path.isdir(path := os.path.join(root, name))]
+
     @property
     def cgroup_kill(self) -> bool:
         """True if a cgroup's processes are killed with one write to cgroup.kill."""
