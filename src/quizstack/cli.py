@@ -554,7 +554,7 @@ def cmd_chaos(args):
         healed = lab.heal(args.host, progress=_progress)
         shown = ", ".join(f"{f['kind']} {f['host']}" for f in healed)
         print(f"healed: {shown}" if healed else "nothing to heal")
-        return 0
+        return _wait_served_again(lab) if healed else 0
     if action == "run":
         return _chaos_run(lab, args)
     params = {}
@@ -565,6 +565,26 @@ def cmd_chaos(args):
     fault = lab.inject(action, args.host, **params)
     print(f"{action} {args.host}: done (heal with `quizstack chaos heal {args.host}`)")
     return 0 if fault else 1
+
+
+def _wait_served_again(lab, timeout=90.0):
+    """After a heal, until the service is whole again as the balancers, the pairs, the
+    database and the volume see it (a healed server is back only once HAProxy's
+    checks say UP): what `check` would otherwise count too early."""
+    from quizstack import stack
+    from quizstack.chaos import watch
+    from quizstack.deploy.plan import build_plan
+
+    if not stack.is_deployed(lab):
+        return 0
+    _progress("waiting until the service is whole again (every server UP, pairs, database, volume)")
+    seconds, left = watch.wait_steady(lab, build_plan(lab.topology), timeout=timeout)
+    if left:
+        print(f"chaos heal: the service is not whole {seconds:.0f} s later: {'; '.join(left)}",
+              file=sys.stderr)
+        return 1
+    print(f"service whole again {seconds:.1f} s after the heal")
+    return 0
 
 
 def _chaos_run(lab, args):

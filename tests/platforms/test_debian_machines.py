@@ -10,7 +10,6 @@ README's commands only.
 """
 
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -21,8 +20,15 @@ import pytest
 
 import machine
 
+def in_a_container() -> bool:
+    """True inside a container (the machines below would be containers in a container)."""
+    return os.environ.get("container") is not None or os.path.exists("/run/host/container-manager")
+
+
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts)"),
+    pytest.mark.skipif(in_a_container(), reason="already inside a container (bench/on_debian, say): "
+                                                "the fresh Debian machines run on the machine itself"),
     pytest.mark.skipif(not (shutil.which("systemd-nspawn") and shutil.which("mmdebstrap")),
                        reason="needs systemd-nspawn and mmdebstrap (setup.sh installs them)"),
 ]
@@ -33,7 +39,6 @@ UP_TIMEOUT = 900
 CHECK_TIMEOUT = 300
 FAULT_TIMEOUT = 180
 DESTROY_TIMEOUT = 300
-BACKENDS_TIMEOUT = 60
 
 
 def free_port():
@@ -46,20 +51,6 @@ def curl_status(url: str) -> str:
     done = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url],
                           capture_output=True, text=True, timeout=30)
     return done.stdout.strip() or done.stderr.strip()
-
-
-def wait_backends_up(run, timeout=BACKENDS_TIMEOUT):
-    """Poll `quizstack status --json` until the balancer has every server UP."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = json.loads(run("quizstack status --json", [QUIZSTACK, "status", "--json"],
-                                cwd=machine.CHECKOUT, timeout=60, quiet=True))
-        backends = status.get("services", {}).get("backends", {})
-        if backends and all(state == "UP" for lb in backends.values() for state in lb.values()):
-            return backends
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the balancer's servers not all UP after {timeout} s: {backends}")
-        time.sleep(0.5)
 
 
 class Clock:
@@ -130,11 +121,11 @@ def _on(box, release, clock):
         assert "s1: freeze" in faults, faults
         clock.time("faults", chaos, "heal")
         clock.time("faults", chaos, "kill", "s2")
-        clock.time("faults", chaos, "heal")
+        # heal returns once the service is whole again: s2 back in HAProxy
+        # included, so check's round-robin count right after must see it.
+        healed = clock.time("faults", chaos, "heal")
+        assert "service whole again" in healed, healed
         assert "no active fault" in chaos("faults")
-        # heal returns once s2's init is ready, before its server is back in
-        # HAProxy (a few seconds on); check's round-robin count starts at once.
-        clock.time("back in the balancer", wait_backends_up, run)
         again = clock.time("check", run, "quizstack check (after the faults)", [QUIZSTACK, "check"],
                            cwd=machine.CHECKOUT, timeout=CHECK_TIMEOUT, quiet=True)
         print(again)

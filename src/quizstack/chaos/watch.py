@@ -192,7 +192,8 @@ def problems(lab, plan):
             found.append(f"pair {pair.name}: " + ", ".join(f"{h} {s}" for h, s in states.items()))
     for lb in plan.lb_hosts:
         servers = haproxy_servers(lab, lb)
-        down = sorted(b.name for b in plan.backends if not servers.get(b.name, "").startswith("UP"))
+        # "UP 1/2" is a server going down (a check failed): not UP yet.
+        down = sorted(b.name for b in plan.backends if servers.get(b.name, "") != "UP")
         if down:
             found.append(f"{lb}: {', '.join(down)} not UP")
     online = bricks_online(lab, plan)
@@ -215,6 +216,21 @@ def wait_converged(lab, plan, timeout=90.0, interval=0.5):
         time.sleep(interval)
         left = problems(lab, plan)
     return time.monotonic() - started, left
+
+
+def wait_steady(lab, plan, timeout=90.0, settle=2.0):
+    """Like wait_converged, and still converged `settle` seconds later: a server
+    booted a moment ago may not have failed HAProxy's checks yet (fall 2 at 500 ms),
+    and it must be seen UP after that. Returns (seconds, last problems)."""
+    started = time.monotonic()
+    while True:
+        _, left = wait_converged(lab, plan, timeout=max(timeout - (time.monotonic() - started), 0))
+        if left:
+            return time.monotonic() - started, left
+        time.sleep(settle)
+        left = problems(lab, plan)
+        if not left or time.monotonic() - started > timeout:
+            return time.monotonic() - started, left
 
 
 def database_primary(lab, plan, avoid=()):
