@@ -171,8 +171,11 @@ def heal_pending(lab, plan, avoid=()):
     return sum(int(c) for c in counts)
 
 
-def problems(lab, plan):
-    """What keeps the service from its normal state, as short phrases (empty: converged)."""
+def problems(lab, plan, strict=False):
+    """What keeps the service from its normal state, as short phrases (empty: converged).
+
+    strict: a server counts as UP only when HAProxy says plain "UP", not "UP 1/2"
+    (one check failed: it may be going down)."""
     found = []
     if plan.replicated:
         from quizstack.stack import database_members
@@ -192,8 +195,9 @@ def problems(lab, plan):
             found.append(f"pair {pair.name}: " + ", ".join(f"{h} {s}" for h, s in states.items()))
     for lb in plan.lb_hosts:
         servers = haproxy_servers(lab, lb)
-        # "UP 1/2" is a server going down (a check failed): not UP yet.
-        down = sorted(b.name for b in plan.backends if servers.get(b.name, "") != "UP")
+        down = sorted(b.name for b in plan.backends
+                      if not (servers.get(b.name, "") == "UP" if strict
+                              else servers.get(b.name, "").startswith("UP")))
         if down:
             found.append(f"{lb}: {', '.join(down)} not UP")
     online = bricks_online(lab, plan)
@@ -208,13 +212,13 @@ def problems(lab, plan):
     return found
 
 
-def wait_converged(lab, plan, timeout=90.0, interval=0.5):
+def wait_converged(lab, plan, timeout=90.0, interval=0.5, strict=False):
     """Poll until nothing is left to converge; returns (seconds, last problems)."""
     started = time.monotonic()
-    left = problems(lab, plan)
+    left = problems(lab, plan, strict)
     while left and time.monotonic() - started < timeout:
         time.sleep(interval)
-        left = problems(lab, plan)
+        left = problems(lab, plan, strict)
     return time.monotonic() - started, left
 
 
@@ -224,11 +228,12 @@ def wait_steady(lab, plan, timeout=90.0, settle=2.0):
     and it must be seen UP after that. Returns (seconds, last problems)."""
     started = time.monotonic()
     while True:
-        _, left = wait_converged(lab, plan, timeout=max(timeout - (time.monotonic() - started), 0))
+        _, left = wait_converged(lab, plan, timeout=max(timeout - (time.monotonic() - started), 0),
+                                 strict=True)
         if left:
             return time.monotonic() - started, left
         time.sleep(settle)
-        left = problems(lab, plan)
+        left = problems(lab, plan, strict=True)
         if not left or time.monotonic() - started > timeout:
             return time.monotonic() - started, left
 
