@@ -132,8 +132,10 @@ def test_an_experiment_killed_with_sigkill_is_repaired_by_the_next_up(complete):
     proc = subprocess.Popen([sys.executable, "-m", "quizstack.cli", "chaos", "--lab", lab.name,
                              "run", "web-freeze", "--warmup", "1", "--hold", "30"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said = []
     try:
         for line in proc.stdout:
+            said.append(line.rstrip())
             if "inject:" in line:
                 break
         proc.send_signal(signal.SIGKILL)
@@ -141,7 +143,8 @@ def test_an_experiment_killed_with_sigkill_is_repaired_by_the_next_up(complete):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert [f["kind"] for f in lab.faults()] == ["freeze"]
+    # What the run said before it was killed, if it ended before injecting.
+    assert [f["kind"] for f in lab.faults()] == ["freeze"], "\n".join(said[-10:])
     # The killed runner's loads saw their lease close and stopped.
     plan = build_plan(lab.topology)
     for client in plan.clients:
