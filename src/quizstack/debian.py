@@ -80,6 +80,11 @@ def default_release() -> str:
     return mine if mine in RELEASES else DEFAULT
 
 
+def release_of(host) -> str:
+    """A full-system host's codename: the one its scenario gives, else the default."""
+    return host.release or default_release()
+
+
 def archive_lines(codename: str, mirrors: list[str]) -> list[str]:
     """One-line apt sources for a release from a machine's mirrors, whatever release
     those mirrors were configured for: the release and its updates from the Debian

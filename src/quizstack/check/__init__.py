@@ -498,7 +498,7 @@ class Checker:
 
         wrong, seen = [], {}
         for host in systems:
-            wanted = host.release or debian.default_release()
+            wanted = debian.release_of(host)
             done = self._run(host.name, ["cat", "/etc/os-release"], timeout=20)
             found = debian.codename_of(debian.parse_os_release(done.stdout)) or "unreadable"
             seen.setdefault(found, []).append(host.name)

@@ -654,7 +654,7 @@ class Lab:
                 "roles": list(h.roles),
                 "kind": h.kind,
                 # A full system's Debian; a namespace host runs the machine's own.
-                "release": (h.release or debian.default_release()) if h.system else None,
+                "release": debian.release_of(h) if h.system else None,
                 "running": rec is not None,
                 "pid": rec["pid"] if rec else None,
                 "netns": plan.host_netns(self.name, h.name),

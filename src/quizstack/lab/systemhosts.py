@@ -102,13 +102,13 @@ def boot(lab, topo, st: dict, hosts, progress) -> dict:
     """Start the keepers of these hosts; returns {name: init record}."""
     bases = {}
     for host in hosts:
-        release = host.release or debian.default_release()
+        release = debian.release_of(host)
         if release not in bases:
             bases[release] = sysimage.ensure_base(progress, release=release)
     ensure_door(lab, st, progress)
     records = {}
     for host in hosts:
-        base = bases[host.release or debian.default_release()]
+        base = bases[debian.release_of(host)]
         prepare(lab, topo, host)
         set_forwarding(lab, host)
         spec = system.spec_for(lab.name, host.name, lab._host_dir(host.name), base,
@@ -119,7 +119,7 @@ def boot(lab, topo, st: dict, hosts, progress) -> dict:
         with open(lab._host_dir(host.name) / "init.json", "w") as f:
             json.dump(rec, f)
         records[host.name] = rec
-        progress(f"host {host.name}: booting {debian.release(host.release or debian.default_release()).name} "
+        progress(f"host {host.name}: booting {debian.release(debian.release_of(host)).name} "
                  f"(keeper pid {rec['pid']})")
     lab._save(st)
     return records
