@@ -16,7 +16,17 @@ import secrets as random
 from quizstack.errors import DeployError
 
 FIELDS = ("database_password", "django_secret_key", "database_superuser_password",
-          "database_replication_password", "database_rewind_password", "nagios_password")
+          "database_replication_password", "database_rewind_password", "nagios_password",
+          # QUIZ's administrator (the servers only ever see its Django hash, below),
+          # the writers of Patroni's REST API, and etcd's users.
+          "admin_password", "patroni_api_password", "etcd_root_password",
+          "etcd_patroni_password")
+# Derived once from a generated secret and kept beside it (made with a random salt,
+# so it cannot be made again identical on the next run).
+DERIVED = {"admin_password_hash": "admin_password"}
+ADMIN_USER = "admin"
+# Django's PBKDF2 hasher (its default) and its iteration count in the Django QUIZ runs.
+DJANGO_PBKDF2_ITERATIONS = 1_000_000
 
 
 def load_or_create(directory):
@@ -32,9 +42,13 @@ def load_or_create(directory):
         except (OSError, ValueError) as exc:
             raise DeployError(f"{path}: unreadable secrets ({exc}); remove it to generate new ones")
     missing = [k for k in FIELDS if not data.get(k)]
+    for field in missing:
+        data[field] = random.token_urlsafe(50 if field == "django_secret_key" else 24)
+    for derived, source in DERIVED.items():
+        if source in missing or not data.get(derived):
+            data[derived] = django_password_hash(data[source])
+            missing.append(derived)
     if missing:
-        for field in missing:
-            data[field] = random.token_urlsafe(50 if field == "django_secret_key" else 24)
         fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
@@ -65,3 +79,26 @@ def verifier_matches(verifier, password):
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(wanted, verifier)
+
+
+def django_password_hash(password, salt=None, iterations=DJANGO_PBKDF2_ITERATIONS):
+    """The hash Django's PBKDF2PasswordHasher stores for `password`.
+
+    The app servers get this, never the password: the seed sets it as the
+    administrator's password, and a server taken over gives away no password.
+    """
+    salt = salt or random.token_urlsafe(16).replace("-", "").replace("_", "")[:22]
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
+    return f"pbkdf2_sha256${iterations}${salt}${base64.b64encode(digest).decode()}"
+
+
+def django_hash_matches(encoded, password):
+    """Whether a Django PBKDF2 hash was made from `password` (False for anything else)."""
+    try:
+        algorithm, iterations, salt, _ = encoded.split("$", 3)
+        if algorithm != "pbkdf2_sha256":
+            return False
+        wanted = django_password_hash(password, salt, int(iterations))
+    except (ValueError, AttributeError):
+        return False
+    return hmac.compare_digest(wanted, encoded)
