@@ -120,6 +120,11 @@ def test_the_base_holds_no_identity_and_sends_apt_through_the_door(tmp_path):
     ("http://deb.debian.org/debian-security/dists/bookworm-security/InRelease", True),
     ("http://deb.debian.org/debianx/pool/a.deb", False),        # not under a mirror's path
     ("http://deb.debian.org/debian/../etc/passwd", False),
+    # Encoded, the same climb: judged as the mirror decodes it.
+    ("http://deb.debian.org/debian/%2e%2e/etc/passwd", False),
+    ("http://deb.debian.org/debian/%2E%2e%2Fetc/passwd", False),
+    ("http://deb.debian.org/debian/%252e%252e/etc/passwd", False),   # encoded twice
+    ("http://deb.debian.org/debian/pool/main/f/foo/foo_1%3a2.0_amd64.deb", True),  # an epoch
     ("http://deb.debian.org:8080/debian/pool/a.deb", False),    # another port
     ("http://example.com/debian/pool/a.deb", False),
     ("https://deb.debian.org/debian/pool/a.deb", False),

@@ -18,7 +18,7 @@ import asyncio
 import os
 import signal
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 HEAD_LIMIT = 64 * 1024
 CONNECT_TIMEOUT = 20.0
@@ -28,14 +28,21 @@ DROPPED = {"connection", "keep-alive", "proxy-connection", "proxy-authorization"
 
 
 def allowed(url: str, mirrors: list[str]) -> bool:
-    """True for an http URL under one of the mirrors (host and path prefix)."""
+    """True for an http URL under one of the mirrors (host and path prefix).
+
+    The path is judged as the mirror will read it: decoded (`%2e%2e` is `..`,
+    `%2f` a slash), and a path whose decoding still holds a `%` (encoded twice)
+    or a backslash is refused rather than guessed at.
+    """
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or ".." in parts.path.split("/"):
+    path = unquote(parts.path)
+    if (parts.scheme != "http" or not parts.hostname or "%" in path or "\\" in path
+            or ".." in path.split("/") or "." in path.split("/")):
         return False
     for mirror in mirrors:
         m = urlsplit(mirror)
         if (parts.hostname == m.hostname and (parts.port or 80) == (m.port or 80)
-                and (parts.path + "/").startswith(m.path.rstrip("/") + "/")):
+                and (path + "/").startswith(m.path.rstrip("/") + "/")):
             return True
     return False
 
