@@ -4,6 +4,8 @@ They are plain functions of the request, kept small because they run on every
 request (see docs/performance.md for what each middleware costs).
 """
 
+import functools
+import ipaddress
 import os
 import threading
 import time
@@ -134,8 +136,54 @@ def health_problems():
     return problems
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(entries):
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _address(text):
+    """The IP address of a REMOTE_ADDR, IPv4 for an IPv4-mapped IPv6 one; None if it is none."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def _own_address(request):
+    """The address the request came in on (gunicorn's socket), or None where that is not known."""
+    sock = request.META.get("gunicorn.socket")
+    try:
+        return _address(sock.getsockname()[0]) if sock is not None else None
+    except (OSError, IndexError, TypeError):
+        return None
+
+
+def tells_details(request):
+    """Whether the health check's reasons may be told to ``request``'s sender.
+
+    The balancers ask straight (HAProxy adds X-Forwarded-For to the clients'
+    requests, never to its health checks), and so does the deployment from
+    the server itself (waiting for "draining" across a restart). A client
+    gets no details: a database's error class is a map for an attacker.
+    """
+    if "HTTP_X_FORWARDED_FOR" in request.META:
+        return False
+    trusted = settings.QUIZ_HEALTH_DETAIL_FROM
+    if trusted is None:
+        return True
+    remote = _address(request.META.get("REMOTE_ADDR", ""))
+    if remote is None:
+        return False
+    return remote == _own_address(request) or any(remote in network for network in _networks(tuple(trusted)))
+
+
 class HealthzMiddleware:
-    """Answer ``/healthz`` before sessions, CSRF or authentication even look at it."""
+    """Answer ``/healthz`` before sessions, CSRF or authentication even look at it.
+
+    The status is for everyone (200 healthy, 503 not); why it is 503 is
+    said only to those tells_details trusts, everyone else reads "unavailable".
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -148,7 +196,10 @@ class HealthzMiddleware:
             response["Allow"] = "GET, HEAD"
             return response
         problems = health_problems()
-        body = "ok\n" if not problems else "\n".join(problems) + "\n"
+        if not problems:
+            body = "ok\n"
+        else:
+            body = "\n".join(problems) + "\n" if tells_details(request) else "unavailable\n"
         response = HttpResponse(body, status=503 if problems else 200, content_type="text/plain")
         response["Cache-Control"] = "no-store"
         return response

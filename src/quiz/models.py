@@ -1,4 +1,4 @@
-"""The QUIZ data: users, quizzes, tips, favourites and image attachments.
+"""The QUIZ data: users, quizzes, tips, favourites, image attachments, and failed-login counts.
 
 Field names follow the original application where its users can see them
 (``question``, ``answer``, ``text``, ``accepted``); everything else is ordinary
@@ -118,3 +118,18 @@ class Submission(models.Model):
     location = models.TextField()  # where the creation redirected to
     message = models.TextField(blank=True)  # its success message, shown again to a replay
     created = models.DateTimeField(auto_now_add=True, db_index=True)  # the purge looks for old ones
+
+
+class LoginThrottle(models.Model):
+    """Consecutive failed logins of one account name, shared by every server (quiz.throttle).
+
+    Kept in the database, not in a server's memory: the balancer spreads one
+    client's attempts over all the servers, and each must see them all. Keyed
+    by the name as typed, lowercased, whether or not it is an account, so the
+    answers tell nobody which names exist.
+    """
+
+    username = models.CharField(max_length=150, primary_key=True)
+    failures = models.IntegerField(default=0)  # consecutive: a successful login deletes the row
+    blocked_until = models.DateTimeField(null=True, blank=True)  # no password is checked before this
+    last_failure = models.DateTimeField(db_index=True)  # rows quiet for long are purged now and then

@@ -12,12 +12,17 @@ Only the load balancers reach the servers, so the header is theirs; it is
 still checked for shape, since it ends up in files operators read. Lines
 stay single lines (OneLineFormatter): the logs travel line by line to the
 logs host, and a traceback cut in pieces would lose its id.
+
+An API token in the address (``?token=…``, the JSON API's credential) is
+written ``token=<redacted>``: the logs are read by more people, and kept
+longer, than any token should be.
 """
 
 import contextvars
 import logging
 import re
 import time
+from urllib.parse import unquote_plus
 
 from django.utils.functional import empty
 
@@ -32,6 +37,28 @@ logging.logMultiprocessing = False
 request_id = contextvars.ContextVar("quiz_request_id", default="-")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 logger = logging.getLogger("quiz.request")
+REDACTED = "<redacted>"
+# A "token=" in the path itself (";token=…", "/token=…"): the query is taken apart below.
+PATH_TOKEN = re.compile(r"(token=)[^/;&?]*", re.IGNORECASE)
+
+
+def _redacted_pair(pair):
+    # The name as Django reads it: "tok%65n" is "token" to QueryDict, so it is one here too.
+    name, equals, _ = pair.partition("=")
+    if equals and unquote_plus(name).lower().endswith("token"):
+        return name + "=" + REDACTED
+    return pair
+
+
+def redacted(full_path):
+    """``full_path`` (path and query) with the value of every ``…token=`` parameter replaced by <redacted>."""
+    if "%" not in full_path and "token" not in full_path.lower():
+        return full_path  # the busiest pages: nothing to take apart
+    path, question, query = full_path.partition("?")
+    path = PATH_TOKEN.sub(r"\1" + REDACTED, path)
+    if not question:
+        return path
+    return path + "?" + "".join(_redacted_pair(part) for part in re.split(r"([&;])", query))
 
 
 class RequestIdFilter(logging.Filter):
@@ -89,7 +116,7 @@ class RequestLogMiddleware:
             return response
         finally:
             took = (time.perf_counter() - started) * 1000
-            path = request.get_full_path()[:300].replace(" ", "%20")
+            path = redacted(request.get_full_path())[:300].replace(" ", "%20")
             logger.info("%s %s %s %.1fms user=%s", request.method, path, status, took,
                         _user(request))
             request_id.reset(token)

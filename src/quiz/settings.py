@@ -8,6 +8,7 @@ users' data), one shared media root (``QUIZ_MEDIA_ROOT``), one secret key
 server must verify on the others). docs/app.md lists every variable.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -29,6 +30,26 @@ def _list(name, default):
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _positive_int(name, default):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) == 0:
+        raise ImproperlyConfigured(f"{name} must be a positive whole number, not {value!r}")
+    return int(value)
+
+
+def _addresses(name):
+    """A comma list of IP addresses or networks, checked now; None when unset or empty."""
+    items = _list(name, [])
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network") from None
+    return items or None
 
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -97,11 +118,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MEDIA_ROOT = os.environ.get("QUIZ_MEDIA_ROOT", str(Path.cwd() / "media"))
 MEDIA_URL = "/uploads/"
 UPLOAD_MAX_BYTES = 2 * 1024 * 1024
-# Django keeps uploads up to this size in memory; ours are at most 2 MB plus form overhead.
-FILE_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 64 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 3 * 1024 * 1024
+# The largest request body a server reads (quiz.bodylimit answers 413 past it,
+# before Django reads a byte): an image of UPLOAD_MAX_BYTES and the form around
+# it. Django's own limits are the same number, so a body that got in is kept
+# in memory whole, never spooled to a temporary file.
+QUIZ_MAX_BODY = _positive_int("QUIZ_MAX_BODY", UPLOAD_MAX_BYTES + 512 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = QUIZ_MAX_BODY
+DATA_UPLOAD_MAX_MEMORY_SIZE = QUIZ_MAX_BODY
 
 QUIZ_OPEN_REGISTER = _flag("QUIZ_OPEN_REGISTER")
+# The seed (quiz.seed): the administrator's password as a Django hash made by
+# the deployment (never the password itself), and whether the original's demo
+# users with their well-known passwords (admin/1234, pepe/5678) are wanted.
+QUIZ_ADMIN_PASSWORD_HASH = os.environ.get("QUIZ_ADMIN_PASSWORD_HASH", "").strip()
+QUIZ_DEMO_USERS = _flag("QUIZ_DEMO_USERS")
+# Who is told why /healthz fails (quiz.middleware): requests without
+# X-Forwarded-For from these addresses or networks (comma list). Unset or
+# empty: any request without X-Forwarded-For, as on a developer's machine.
+QUIZ_HEALTH_DETAIL_FROM = _addresses("QUIZ_HEALTH_DETAIL_FROM")
 QUIZ_IDLE_LOGOUT_SECONDS = 5 * 60
 QUIZ_PAGE_SIZE = 10
 QUIZ_MAX_TIPS_PER_QUIZ = 50
@@ -175,7 +209,15 @@ TEMPLATES = [
 
 AUTH_USER_MODEL = "quiz.User"
 LOGIN_URL = "/session"
-AUTH_PASSWORD_VALIDATORS = []  # the original accepted any password; seed uses 1234
+# Checked where a person chooses a password (sign-up, password change: quiz.views.users);
+# the seed's demo users are made directly and keep the original's passwords.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+     "OPTIONS": {"user_attributes": ["username"]}},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 PASSWORD_HASHERS = _list(
     "QUIZ_PASSWORD_HASHERS",
     ["django.contrib.auth.hashers.PBKDF2PasswordHasher"],

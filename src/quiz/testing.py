@@ -176,6 +176,7 @@ class TemporaryPostgres:
 
 # -- helpers for tests written as a user's actions ------------------------------------
 
+# The seed's demo users (quiz.seed), there because tests/app/conftest.py sets QUIZ_DEMO_USERS=1.
 PASSWORDS = {"admin": "1234", "pepe": "5678"}
 
 

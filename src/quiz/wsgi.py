@@ -1,7 +1,9 @@
 """WSGI entry point, ``quiz.wsgi:application``, the one gunicorn serves.
 
 Django's handler, with a shorter middleware stack beside it for a GET of
-the busiest pages by a visitor without cookies (quiz.anonymous).
+the busiest pages by a visitor without cookies (quiz.anonymous), inside a
+bound on request bodies that answers 413 before either reads a byte too
+many (quiz.bodylimit).
 
 Once Django and QUIZ are loaded, the objects they made (modules, classes,
 settings, URL patterns: some 70,000) are moved out of the garbage
@@ -20,9 +22,12 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quiz.settings")
 django.setup(set_prefix=False)  # as django.core.wsgi.get_wsgi_application does
 
-from quiz.anonymous import Application  # noqa: E402 (needs the apps loaded)
+from django.conf import settings  # noqa: E402
 
-application = Application()
+from quiz.anonymous import Application  # noqa: E402 (needs the apps loaded)
+from quiz.bodylimit import BodyLimit  # noqa: E402
+
+application = BodyLimit(Application(), settings.QUIZ_MAX_BODY)
 
 gc.collect()
 gc.freeze()

@@ -21,6 +21,11 @@ TEST_ENVIRONMENT = {
     "QUIZ_MEDIA_ROOT": os.path.join(tempfile.gettempdir(), "quiz-tests-no-media"),  # each test gets its own: quiz_media
     # Logging in is part of most tests; a fast hasher keeps the suite quick (tests only).
     "QUIZ_PASSWORD_HASHERS": "django.contrib.auth.hashers.MD5PasswordHasher",
+    # The tests act as the original's demo users (admin/1234, pepe/5678: quiz.seed, quiz.testing).
+    "QUIZ_DEMO_USERS": "1",
+    "QUIZ_ADMIN_PASSWORD_HASH": "",
+    "QUIZ_HEALTH_DETAIL_FROM": "",
+    "QUIZ_MAX_BODY": "",
 }
 _saved = {key: os.environ.get(key) for key in TEST_ENVIRONMENT}
 os.environ.update(TEST_ENVIRONMENT)

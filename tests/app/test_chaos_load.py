@@ -37,6 +37,8 @@ def _app_env(database_url, media_root):
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         # The load logs users in; a fast hasher keeps the test quick (tests only).
         QUIZ_PASSWORD_HASHERS="django.contrib.auth.hashers.MD5PasswordHasher",
+        # The load logs in as the demo's admin/1234 (quiz.seed).
+        QUIZ_DEMO_USERS="1",
     )
     return env
 

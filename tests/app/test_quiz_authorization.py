@@ -50,7 +50,7 @@ TABLE = [
     ("GET", "/users", None, {"anon": "login", "user": "ok", "author": "ok", "admin": "ok"}),
     ("GET", "/users/{a}", None, {"anon": "login", "user": "ok", "author": "ok", "admin": "ok"}),
     ("GET", "/users/new", None, {"anon": "login", "user": 403, "author": 403, "admin": "ok"}),
-    ("POST", "/users", {"username": "newbie", "password": "x", "password_confirmation": "x"},
+    ("POST", "/users", {"username": "newbie", "password": "Kestrel-orbit-42", "password_confirmation": "Kestrel-orbit-42"},
      {"anon": "login", "user": 403, "author": 403, "admin": "done"}),
     ("GET", "/users/{a}/edit", None, {"anon": "login", "user": 403, "author": "ok", "admin": "ok"}),
     ("PUT", "/users/{a}", {"password": "", "password_confirmation": ""}, {"anon": "login", "user": 403, "author": "done", "admin": "done"}),

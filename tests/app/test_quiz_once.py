@@ -129,7 +129,7 @@ def test_a_tip_sent_twice_with_one_token_is_written_once(client):
 def test_a_user_sent_twice_with_one_token_is_created_once(client, quiz_media):
     login_as(client, "admin")
     action = form_action(client.get("/users/new"), "/users")
-    form = {"username": "maria", "password": "pw", "password_confirmation": "pw"}
+    form = {"username": "maria", "password": "Kestrel-orbit-42", "password_confirmation": "Kestrel-orbit-42"}
     first = client.post(action, {**form, "image": image_upload()})
     follow(client, first)
     second = client.post(action, {**form, "image": image_upload()})
@@ -144,7 +144,7 @@ def test_a_user_sent_twice_with_one_token_is_created_once(client, quiz_media):
 def test_a_registration_sent_twice_goes_to_the_login_both_times(client, settings):
     settings.QUIZ_OPEN_REGISTER = True
     action = form_action(client.get("/users/new"), "/users")
-    form = {"username": "newbie", "password": "pw", "password_confirmation": "pw"}
+    form = {"username": "newbie", "password": "Kestrel-orbit-42", "password_confirmation": "Kestrel-orbit-42"}
     first, second = client.post(action, form), client.post(action, form)
     assert first["Location"] == second["Location"] == "/session"
     assert User.objects.filter(username="newbie").count() == 1
@@ -198,7 +198,7 @@ def test_posts_without_a_token_work_as_before(client):
     for _ in range(2):
         assert client.post("/quizzes", {"question": "No token?", "answer": "a"}).status_code == 302
         assert client.post("/quizzes/1/tips", {"text": "No token"}).status_code == 302
-    registration = {"username": "plain", "password": "p", "password_confirmation": "p"}
+    registration = {"username": "plain", "password": "Kestrel-orbit-42", "password_confirmation": "Kestrel-orbit-42"}
     assert client.post("/users", registration).status_code == 302
     assert Quiz.objects.filter(question="No token?").count() == 2
     assert Tip.objects.filter(text="No token").count() == 2
@@ -213,7 +213,7 @@ def test_a_malformed_token_is_refused_and_creates_nothing(client, query):
     login_as(client, "admin")
     for path, form in [("/quizzes", {"question": "Malformed?", "answer": "a"}),
                        ("/quizzes/1/tips", {"text": "Malformed"}),
-                       ("/users", {"username": "malformed", "password": "p", "password_confirmation": "p"})]:
+                       ("/users", {"username": "malformed", "password": "Kestrel-orbit-42", "password_confirmation": "Kestrel-orbit-42"})]:
         response = client.post(f"{path}?{query}", form)
         assert response.status_code == 400
         assert "malformed 'once' token" in text(response) and "Reload the form" in text(response)
@@ -390,7 +390,7 @@ def test_two_copies_of_a_user_at_once_create_one(db_access, once_db, quiz_postgr
     action = f"/users?once={once.new_token()}"
 
     def post(client):
-        return client.post(action, {"username": "twin", "password": "pw", "password_confirmation": "pw"})
+        return client.post(action, {"username": "twin", "password": "Kestrel-orbit-42", "password_confirmation": "Kestrel-orbit-42"})
 
     first, second = at_once(once_db, quiz_postgres, post, post)
     assert first.status_code == second.status_code == 302
@@ -403,7 +403,7 @@ def test_two_people_taking_one_name_at_once_get_it_and_already_exists(db_access,
     """Without a copy in play, the same race is the ordinary refusal (it was a 500)."""
     def post(client):
         return client.post(f"/users?once={once.new_token()}",
-                           {"username": "rival", "password": "pw", "password_confirmation": "pw"})
+                           {"username": "rival", "password": "Kestrel-orbit-42", "password_confirmation": "Kestrel-orbit-42"})
 
     answers = at_once(once_db, quiz_postgres, post, post)
     assert sorted(answer.status_code for answer in answers) == [200, 302]

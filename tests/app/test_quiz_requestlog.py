@@ -60,3 +60,30 @@ def test_the_time_is_written_as_loggings_default_across_seconds():
     for created in (1_800_000_000.0, 1_800_000_000.999, 1_800_000_001.0, 1_800_000_000.5, 1_800_003_600.25):
         record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
         assert ours.format(record) == default.format(record)
+
+
+def test_an_api_token_in_the_address_is_not_logged(client, caplog):
+    from quiz.testing import user
+
+    token = user("pepe").new_token()
+    caplog.set_level(logging.INFO, logger="quiz.request")
+    client.get(f"/api/quizzes?token={token}&pageno=1")
+    client.get("/api/users/tokenOwner", {"TOKEN": "wrong-one"})
+    client.get(f"/api/quizzes?pageno=2&tok%65n={token}")
+    messages = [record.getMessage() for record in lines(caplog)]
+    assert [message.split()[1] for message in messages] == [
+        "/api/quizzes?token=<redacted>&pageno=1", "/api/users/tokenOwner?TOKEN=<redacted>",
+        "/api/quizzes?pageno=2&tok%65n=<redacted>"]
+    assert all(token not in message and "wrong-one" not in message for message in messages)
+
+
+@pytest.mark.parametrize("full_path, logged", [
+    ("/quizzes?search=token&pageno=1", "/quizzes?search=token&pageno=1"),
+    ("/x?csrftoken=abc;api_token=def&once=0123", "/x?csrftoken=<redacted>;api_token=<redacted>&once=0123"),
+    ("/x;token=abc/y?token", "/x;token=<redacted>/y?token"),
+    ("/x?token=", "/x?token=<redacted>"),
+])
+def test_what_is_redacted(full_path, logged):
+    from quiz.requestlog import redacted
+
+    assert redacted(full_path) == logged

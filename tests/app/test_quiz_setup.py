@@ -26,7 +26,7 @@ def start(argv, env):
 
 def test_three_servers_migrate_and_seed_at_once(quiz_postgres):
     url = quiz_postgres.create_database("quiz_concurrent")
-    env = command_env(url)
+    env = command_env(url, QUIZ_DEMO_USERS="1")
     script = "import django, sys; from django.core.management import call_command; django.setup(); " \
              "call_command('migrate', '--noinput', verbosity=0); call_command('seed')"
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
@@ -36,7 +36,7 @@ def test_three_servers_migrate_and_seed_at_once(quiz_postgres):
         out, _ = proc.communicate(timeout=120)
         outputs.append(out)
         assert proc.returncode == 0, out
-    assert sum("seed: created" in out for out in outputs) == 1
+    assert sum("seed: created user admin" in out for out in outputs) == 1
     assert sum("seed: no change" in out for out in outputs) == 2
     with psycopg.connect(url) as conn:
         users = conn.execute("SELECT username, is_admin FROM quiz_user ORDER BY username").fetchall()
@@ -48,10 +48,10 @@ def test_three_servers_migrate_and_seed_at_once(quiz_postgres):
 
 def test_django_admin_commands_run_and_seed_is_idempotent(quiz_postgres):
     url = quiz_postgres.create_database("quiz_commands")
-    env = command_env(url)
+    env = command_env(url, QUIZ_DEMO_USERS="1")
     for argv, expected in ((["migrate", "--noinput"], "Applying quiz.0001_initial"),
                            (["migrate", "--noinput"], "No migrations to apply"),
-                           (["seed"], "seed: created user admin, user pepe"),
+                           (["seed"], "seed: created user admin (demo password), created user pepe (demo password)"),
                            (["seed"], "seed: no change")):
         proc = start(argv, env)
         out, _ = proc.communicate(timeout=120)
@@ -79,13 +79,15 @@ def test_the_server_refuses_to_start_without_its_configuration(missing, message)
 
 
 def test_the_served_application_has_the_short_way_for_anonymous_reads():
-    """What gunicorn loads is quiz.anonymous.Application, both ways ready (tests/app/test_anonymous_reads.py)."""
-    env = command_env("postgresql://postgres@127.0.0.1:1/quiz")
-    code = ("import quiz.wsgi as w; a = w.application; "
-            "print(type(a).__module__, type(a).__name__, type(a.full).__name__, a.short.middleware[-1])")
+    """What gunicorn loads is quiz.anonymous.Application, both ways ready (tests/app/test_anonymous_reads.py),
+    inside the bound on request bodies (quiz.bodylimit, tests/app/test_quiz_bodylimit.py)."""
+    env = command_env("postgresql://postgres@127.0.0.1:1/quiz", QUIZ_MAX_BODY="1000")
+    code = ("import quiz.wsgi as w; b = w.application; a = b.app; "
+            "print(type(b).__name__, b.limit, type(a).__module__, type(a).__name__, type(a.full).__name__, "
+            "a.short.middleware[-1])")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["quiz.anonymous", "Application", "WSGIHandler",
+    assert proc.stdout.split() == ["BodyLimit", "1000", "quiz.anonymous", "Application", "WSGIHandler",
                                    "django.middleware.clickjacking.XFrameOptionsMiddleware"]
 
 
@@ -104,3 +106,28 @@ def test_syslog_and_hosts_come_from_the_environment():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "('10.2.4.40', 514) 2 ['10.2.1.2', 'quiz.example'] True"
+
+
+def test_the_safety_settings_come_from_the_environment():
+    env = command_env("postgresql://postgres@127.0.0.1:1/quiz", QUIZ_HEALTH_DETAIL_FROM="10.2.3.1, 10.2.3.0/24",
+                      QUIZ_MAX_BODY="5000", QUIZ_DEMO_USERS="yes", QUIZ_ADMIN_PASSWORD_HASH=" md5$s$h ")
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.QUIZ_HEALTH_DETAIL_FROM, s.QUIZ_MAX_BODY, s.DATA_UPLOAD_MAX_MEMORY_SIZE, "
+            "s.FILE_UPLOAD_MAX_MEMORY_SIZE, s.QUIZ_DEMO_USERS, repr(s.QUIZ_ADMIN_PASSWORD_HASH))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['10.2.3.1', '10.2.3.0/24'] 5000 5000 5000 True 'md5$s$h'"
+    unset = subprocess.run([sys.executable, "-c", code], env=command_env("postgresql://postgres@127.0.0.1:1/quiz"),
+                           capture_output=True, text=True, timeout=60)
+    assert unset.stdout.strip() == f"None {2 * 1024 * 1024 + 512 * 1024} {2621440} {2621440} False ''", unset.stderr
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("QUIZ_HEALTH_DETAIL_FROM", "10.2.3.1,lb1", "QUIZ_HEALTH_DETAIL_FROM: 'lb1' is not an IP address or network"),
+    ("QUIZ_MAX_BODY", "2M", "QUIZ_MAX_BODY must be a positive whole number, not '2M'"),
+    ("QUIZ_MAX_BODY", "0", "QUIZ_MAX_BODY must be a positive whole number, not '0'"),
+])
+def test_a_malformed_safety_setting_stops_the_server(variable, value, message):
+    env = command_env("postgresql://postgres@127.0.0.1:1/quiz", **{variable: value})
+    proc = subprocess.run([sys.executable, "-c", "import quiz.wsgi"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "ImproperlyConfigured" in proc.stderr and message in proc.stderr

@@ -110,6 +110,66 @@ def test_healthz_is_503_when_the_database_fails(client, monkeypatch):
     assert b"database" in response.content
 
 
+def _database_fails(monkeypatch):
+    import quiz.middleware
+
+    class Broken:
+        def __enter__(self):
+            raise quiz.middleware.connection.Database.OperationalError("server closed the connection")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(quiz.middleware.connection, "cursor", lambda: Broken())
+
+
+def test_healthz_tells_a_client_through_the_balancer_no_reason(client, monkeypatch, settings, tmp_path):
+    """HAProxy adds X-Forwarded-For to every client request, never to its own health checks."""
+    assert client.get("/healthz", HTTP_X_FORWARDED_FOR="203.0.113.9").content == b"ok\n"
+    _database_fails(monkeypatch)
+    settings.MEDIA_ROOT = str(tmp_path / "not-mounted")
+    through = client.get("/healthz", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert through.status_code == 503 and through.content == b"unavailable\n"
+    straight = client.get("/healthz")
+    assert straight.status_code == 503
+    assert straight.content == b"database: OperationalError\nmedia root: not a directory\n"
+
+
+@pytest.mark.parametrize("trusted, remote, forwarded, told", [
+    (["10.2.3.1", "10.2.3.2"], "10.2.3.2", None, True),
+    (["10.2.3.1"], "10.2.1.7", None, False),
+    (["10.2.3.0/24"], "10.2.3.77", None, True),
+    (["10.2.3.1"], "::ffff:10.2.3.1", None, True),
+    (["10.2.3.1"], "10.2.3.1", "203.0.113.9", False),
+    (["10.2.3.1"], "not an address", None, False),
+])
+def test_healthz_tells_reasons_only_to_the_trusted_addresses(client, settings, tmp_path, trusted, remote,
+                                                             forwarded, told):
+    settings.QUIZ_HEALTH_DETAIL_FROM = trusted
+    settings.MEDIA_ROOT = str(tmp_path / "not-mounted")
+    extra = {"REMOTE_ADDR": remote, **({"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {})}
+    response = client.get("/healthz", **extra)
+    assert response.status_code == 503
+    assert response.content == (b"media root: not a directory\n" if told else b"unavailable\n")
+
+
+def test_healthz_tells_the_server_itself_why_it_is_not_ready(client, settings, monkeypatch, tmp_path):
+    """The deployment waits for "draining" from the server's own address across a restart (quizstack.deploy.web)."""
+    import quiz.middleware
+
+    class Socket:  # gunicorn's, in the environ: the address the request came in on
+        def getsockname(self):
+            return ("10.2.3.11", 8000)
+
+    settings.QUIZ_HEALTH_DETAIL_FROM = ["10.2.3.1"]
+    monkeypatch.setattr(quiz.middleware, "DRAIN_FILE", str(tmp_path / "draining"))
+    (tmp_path / "draining").write_text("")
+    itself = client.get("/healthz", REMOTE_ADDR="10.2.3.11", **{"gunicorn.socket": Socket()})
+    assert itself.status_code == 503 and b"draining" in itself.content
+    other = client.get("/healthz", REMOTE_ADDR="10.2.3.12", **{"gunicorn.socket": Socket()})
+    assert other.status_code == 503 and other.content == b"unavailable\n"
+
+
 def test_an_unknown_host_is_refused(client):
     assert client.get("/quizzes", HTTP_HOST="evil.example").status_code == 400
 

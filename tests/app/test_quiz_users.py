@@ -7,6 +7,8 @@ from quiz.testing import image_upload, login_as, make_quiz, make_user, user
 
 pytestmark = pytest.mark.django_db
 
+STRONG = "Kestrel-orbit-42"  # passes every password validator
+
 
 def text(response):
     return response.content.decode()
@@ -50,21 +52,21 @@ def test_new_token(client):
 
 def test_admin_creates_a_user_with_a_photo(client):
     login_as(client, "admin")
-    response = client.post("/users", {"username": "maria", "password": "pw", "password_confirmation": "pw",
+    response = client.post("/users", {"username": "maria", "password": STRONG, "password_confirmation": STRONG,
                                       "image": image_upload()})
     maria = user("maria")
     assert response["Location"] == f"/users/{maria.id}"
-    assert maria.check_password("pw") and not maria.is_admin and maria.photo.mime == "image/png"
+    assert maria.check_password(STRONG) and not maria.is_admin and maria.photo.mime == "image/png"
     assert maria.photo.url in text(client.get(f"/users/{maria.id}"))
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"username": "pepe", "password": "a", "password_confirmation": "a"}, "already exists"),
-    ({"username": "", "password": "a", "password_confirmation": "a"}, "The username must"),
-    ({"username": "bad name!", "password": "a", "password_confirmation": "a"}, "The username must"),
+    ({"username": "pepe", "password": STRONG, "password_confirmation": STRONG}, "already exists"),
+    ({"username": "", "password": STRONG, "password_confirmation": STRONG}, "The username must"),
+    ({"username": "bad name!", "password": STRONG, "password_confirmation": STRONG}, "The username must"),
     ({"username": "x", "password": "", "password_confirmation": ""}, "can&#x27;t be empty"),
-    ({"username": "x", "password": "a", "password_confirmation": "b"}, "don&#x27;t match"),
-    ({"username": "x", "password": "a", "password_confirmation": "a", "image": "not a file"}, None),
+    ({"username": "x", "password": STRONG, "password_confirmation": "b"}, "don&#x27;t match"),
+    ({"username": "x", "password": STRONG, "password_confirmation": STRONG, "image": "not a file"}, None),
 ])
 def test_bad_registration_reshows_the_form(client, form, message):
     login_as(client, "admin")
@@ -78,14 +80,14 @@ def test_bad_registration_reshows_the_form(client, form, message):
 def test_open_registration(client, settings):
     settings.QUIZ_OPEN_REGISTER = True
     assert client.get("/users/new").status_code == 200
-    response = client.post("/users", {"username": "newbie", "password": "pw", "password_confirmation": "pw"})
+    response = client.post("/users", {"username": "newbie", "password": STRONG, "password_confirmation": STRONG})
     assert response["Location"] == "/session"
-    login_as(client, "newbie", "pw")
+    login_as(client, "newbie", STRONG)
 
 
 def test_registration_is_closed_by_default(client):
     assert client.get("/users/new")["Location"].startswith("/session")
-    client.post("/users", {"username": "sneaky", "password": "pw", "password_confirmation": "pw"})
+    client.post("/users", {"username": "sneaky", "password": STRONG, "password_confirmation": STRONG})
     assert not User.objects.filter(username="sneaky").exists()
 
 
@@ -95,12 +97,47 @@ def test_edit_blank_password_keeps_it_and_username_is_immutable(client):
     client.post(f"/users/{pepe.id}", {"_method": "PUT", "username": "pablo", "password": "", "password_confirmation": ""})
     pepe.refresh_from_db()
     assert pepe.username == "pepe" and pepe.check_password("5678")
-    client.post(f"/users/{pepe.id}", {"_method": "PUT", "password": "new", "password_confirmation": "new"})
+    client.post(f"/users/{pepe.id}", {"_method": "PUT", "password": STRONG, "password_confirmation": STRONG})
     pepe.refresh_from_db()
-    assert pepe.check_password("new")
+    assert pepe.check_password(STRONG)
     assert client.get("/users").status_code == 200  # changing one's password keeps one logged in
     response = client.post(f"/users/{pepe.id}", {"_method": "PUT", "password": "a", "password_confirmation": "b"})
     assert response.status_code == 200 and "don&#x27;t match" in text(response)
+
+
+@pytest.mark.parametrize("password, message", [
+    ("Ab1-xyz", "too short. It must contain at least 8 characters"),
+    ("password123", "too common"),
+    ("83920174655", "entirely numeric"),
+    ("maria.lopez", "too similar to the username"),
+])
+def test_a_weak_password_is_refused_at_sign_up_with_the_validators_message(client, password, message):
+    login_as(client, "admin")
+    response = client.post("/users", {"username": "maria.lopez", "password": password,
+                                      "password_confirmation": password})
+    assert response.status_code == 200 and message in text(response)
+    assert 'value="maria.lopez"' in text(response)  # the form again, the name kept
+    assert not User.objects.filter(username="maria.lopez").exists()
+
+
+def test_a_weak_password_is_refused_when_changing_it_and_the_old_one_stays(client):
+    login_as(client, "pepe")
+    pepe = user("pepe")
+    response = client.post(f"/users/{pepe.id}", {"_method": "PUT", "password": "pepe", "password_confirmation": "pepe"})
+    page = text(response)
+    assert response.status_code == 200 and "too similar to the username" in page and "too short" in page
+    response = client.post(f"/users/{pepe.id}", {"_method": "PUT", "password": "12345678",
+                                                 "password_confirmation": "12345678"})
+    assert response.status_code == 200 and "too common" in text(response) and "entirely numeric" in text(response)
+    pepe.refresh_from_db()
+    assert pepe.check_password("5678")  # the demo user made by the seed keeps its password until changed well
+
+
+def test_open_registration_refuses_a_weak_password_too(client, settings):
+    settings.QUIZ_OPEN_REGISTER = True
+    response = client.post("/users", {"username": "newbie", "password": "qwerty", "password_confirmation": "qwerty"})
+    assert response.status_code == 200 and "too short" in text(response) and "too common" in text(response)
+    assert not User.objects.filter(username="newbie").exists()
 
 
 def test_deleting_oneself_logs_out_and_keeps_quizzes_as_anonymous(client):

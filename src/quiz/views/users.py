@@ -2,7 +2,9 @@
 
 Routes as in the original: ``GET/POST /users``, ``GET/PUT/DELETE /users/:id``,
 ``GET /users/new``, ``GET /users/:id/edit`` and ``POST /users/:id/token``.
-Usernames are immutable; a blank password on edit leaves it unchanged.
+Usernames are immutable; a blank password on edit leaves it unchanged. A
+password someone chooses (sign-up, edit) must pass the password validators
+(settings.AUTH_PASSWORD_VALIDATORS); a weak one is refused with their messages.
 """
 
 import re
@@ -10,6 +12,8 @@ import re
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
@@ -43,11 +47,22 @@ def new(request):
     return render(request, "quiz/users/new.html", {"username": ""})
 
 
-def _password_problems(password, confirmation, required):
+def _password_problems(password, confirmation, required, user):
+    """What is wrong with a password someone chose for ``user``: the form's messages (empty: none).
+
+    A new password must pass settings.AUTH_PASSWORD_VALIDATORS (length,
+    common passwords, digits only, too close to the username); their own
+    messages say why.
+    """
     if required and not password:
         return ["The password can't be empty."]
     if password != confirmation:
         return ["The password and its confirmation don't match."]
+    if password:
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            return list(exc.messages)
     return []
 
 
@@ -64,7 +79,8 @@ def create(request):
         problems.append("The username must have 1 to 150 letters, digits or . @ + - _")
     elif User.objects.filter(username=username).exists():
         problems.append(f'User "{username}" already exists.')
-    problems += _password_problems(password, request.POST.get("password_confirmation", ""), required=True)
+    problems += _password_problems(password, request.POST.get("password_confirmation", ""), required=True,
+                                   user=User(username=username))
     image = request.FILES.get("image")
     if not problems:
         try:
@@ -118,7 +134,8 @@ def edit(request, user_id):
 def update(request, user):
     require(admin_or_self(request.user, user.id))
     password = request.POST.get("password", "")
-    problems = _password_problems(password, request.POST.get("password_confirmation", ""), required=False)
+    problems = _password_problems(password, request.POST.get("password_confirmation", ""), required=False,
+                                  user=user)
     image = request.FILES.get("image")
     keep = bool(request.POST.get("keepPhoto"))
     if not problems:
