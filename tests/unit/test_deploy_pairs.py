@@ -22,7 +22,7 @@ def test_the_pairs_stand_where_single_hosts_stood(plan):
     assert plan.lb_address == IPv4Address("10.2.2.2")
     assert plan.lb_backend_addresses == (IPv4Address("10.2.3.2"), IPv4Address("10.2.3.3"))
     fw, lb = plan.pairs
-    assert (fw.name, fw.role, fw.hosts, fw.sync_network) == ("fw", "firewall", ("fw1", "fw2"), "LAN2")
+    assert (fw.name, fw.role, fw.hosts, fw.sync_network) == ("fw", "firewall", ("fw1", "fw2"), "FWLINK")
     assert lb.addresses == (("LAN2", "10.2.2.2/24"), ("LAN3", "10.2.3.1/24"))
     assert plan.pair_of("lb2") is lb and plan.pair_of("s1") is None
     # The scans cover the floating addresses too.
@@ -50,18 +50,18 @@ def test_keepalived_floats_the_addresses_together_without_preempting(plan):
         assert "10.2.2.2/24 dev eth0" in conf and "10.2.3.1/24 dev eth1" in conf
         assert 'script "/usr/bin/true"' in conf
     assert "priority 150" in first and "priority 100" in second
-    # The firewalls' adverts stay off the clients' network (LAN1 is their eth0).
+    # The firewalls' adverts stay on their own link (eth3), off LAN1 and LAN2.
     conf = render.keepalived_conf(fw, "fw2", "/usr/bin/true", notify="/n.sh")
-    assert "interface eth1" in conf and "notify /n.sh" in conf
+    assert "interface eth3" in conf and "notify /n.sh" in conf
     assert "10.2.1.1/24 dev eth0" in conf and "10.2.2.1/24 dev eth1" in conf
 
 
 def test_conntrackd_syncs_each_firewall_with_the_other(plan):
     fw = plan.pairs[0]
     one, two = render.conntrackd_conf(fw, "fw1"), render.conntrackd_conf(fw, "fw2")
-    assert "IPv4_address 10.2.2.11\n" in one and "IPv4_Destination_Address 10.2.2.12" in one
-    assert "IPv4_address 10.2.2.12\n" in two and "IPv4_Destination_Address 10.2.2.11" in two
-    assert "Mode FTFW" in one and "Interface eth1" in one
+    assert "IPv4_address 10.2.5.1\n" in one and "IPv4_Destination_Address 10.2.5.2" in one
+    assert "IPv4_address 10.2.5.2\n" in two and "IPv4_Destination_Address 10.2.5.1" in two
+    assert "Mode FTFW" in one and "Interface eth3" in one
     # Their own traffic is not worth sharing; the clients' to the service is.
     assert "IPv4_address 10.2.1.1\n" in one and "IPv4_address 10.2.2.11\n" in one
     assert "10.2.2.2\n" not in one
@@ -78,8 +78,9 @@ def test_the_notify_script_records_the_state_and_moves_connections(plan):
 
 def test_the_firewall_pair_accepts_adverts_and_sync_from_its_members_only(plan):
     rules = render.nftables_conf(plan)
-    assert "ip saddr { 10.2.1.2, 10.2.2.11, 10.2.1.3, 10.2.2.12 } ip protocol vrrp accept" in rules
-    assert "ip saddr { 10.2.2.11, 10.2.2.12 } udp dport 3780 accept" in rules
+    peer = 'iifname { "eth3" } ip saddr { 10.2.5.1, 10.2.5.2 } fib saddr type != local'
+    assert f"{peer} ip protocol vrrp accept" in rules
+    assert f"{peer} udp dport 3780 accept" in rules
     assert 'iifname { "eth0" } ip daddr 10.2.2.2 tcp dport 80' in rules
 
 

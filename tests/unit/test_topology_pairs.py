@@ -75,6 +75,7 @@ def test_etc_hosts_names_the_floating_addresses_after_their_group(topo):
 def test_two_load_balancers_without_a_floating_group(tmp_path):
     text = replace('[floating.lb]', '[floating.other]')
     text = text.replace('hosts = ["lb1", "lb2"]', 'hosts = ["s1", "s2"]')
+    text = text.replace('link = "LBLINK"\n', '')
     text = text.replace('{ network = "LAN2", address = "10.2.2.2" },\n', '')
     assert "role loadbalancer: 2 hosts (lb1, lb2) must share one [floating] group" in \
         error_of(tmp_path, text)

@@ -7,6 +7,8 @@ same from the same standard file, /etc/nftables.conf. A pair of firewalls
 (fw1, fw2) loads the same ruleset on both, shares connection state with
 conntrackd, and floats the clients' gateway and the inner address with
 keepalived, which hands them over when the holder dies or its ruleset is gone.
+Both talk on the pair's own link, where the ruleset takes them from the
+other member only (render._pair_rules): neither can be authenticated.
 """
 
 from quizstack.deploy import ops, render, vrrp

@@ -5,7 +5,13 @@ role then waits until HAProxy's own health checks see every server UP, so the
 deployment ends only when the service really is balanced. A pair of load
 balancers (lb1, lb2) runs the same configuration on both; keepalived floats
 the service address and the servers' gateway to whichever holds them, and
-moves them when that member's HAProxy stops answering (see vrrp.py).
+moves them when that member's HAProxy stops answering (see vrrp.py). The
+pair's members also load a small nftables table of their own that takes
+VRRP only on their link from the other member: the election cannot be
+authenticated, and ges and nagios, whom the clients reach, share LAN2 with
+the balancers. Like the firewall's ruleset it passes `nft -c` first and is
+loaded by the host's init at every start (Debian's nftables unit on real
+hosts, from the same standard file).
 """
 
 from quiz.unavailable import haproxy_errorfile
@@ -13,6 +19,9 @@ from quizstack.deploy import ops, render, vrrp
 from quizstack.deploy.roles import Phase, install_probe, scenario_host
 
 CONFIG = "/etc/haproxy/haproxy.cfg"
+# The balancers have no other ruleset: the pair's filter is the standard file.
+PAIR_FILTER = "/etc/nftables.conf"
+PAIR_FILTER_LOADED = f"/usr/sbin/nft list table inet {render.PAIR_TABLE}"
 # keepalived's test that this member serves: HAProxy answers on its socket.
 SERVING = "/usr/bin/nc -U -z /run/haproxy/admin.sock"
 
@@ -47,4 +56,11 @@ def add_ops(plan, context):
 
 
 def add_pair_ops(plan, context):
-    vrrp.add_keepalived_ops(plan.pair_of(scenario_host()), SERVING)
+    pair = plan.pair_of(scenario_host())
+    # The filter first: keepalived never listens unguarded.
+    conf = ops.config_file(PAIR_FILTER, render.pair_nftables_conf(pair), mode="755",
+                           check=["nft", "-c", "-f", "{}"], name="nftables.conf (the pair's filter)")
+    ops.service("nftables", f"/usr/sbin/nft -f {PAIR_FILTER}", unit="nftables", oneshot=True,
+                restart=(conf,), priority=50, name="nftables: the pair's filter")
+    ops.wait_until(PAIR_FILTER_LOADED, "the pair's filter loaded", name="wait: pair filter loaded")
+    vrrp.add_keepalived_ops(pair, SERVING)

@@ -31,7 +31,8 @@ PACKAGES = {
     "web: gunicorn": (),
     "loadbalancer: haproxy": ("haproxy",),
     # keepalived's check of HAProxy asks its socket with nc -U.
-    "loadbalancer: keepalived": ("keepalived", "netcat-openbsd"),
+    # nftables: the pair's own filter (VRRP only from the peer, on the pair's link).
+    "loadbalancer: keepalived": ("keepalived", "netcat-openbsd", "nftables", "netbase"),
     # The ruleset names protocols (vrrp) that nft resolves through /etc/protocols.
     "firewall: nftables": ("nftables", "netbase"),
     "firewall: keepalived": ("keepalived", "conntrackd"),

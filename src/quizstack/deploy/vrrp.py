@@ -5,7 +5,10 @@ in the scenario). Both members are configured alike; keepalived on each
 elects one to hold the group's addresses and hands them to the other when
 the holder dies, loses a link, or stops serving (its HAProxy gone, its
 ruleset gone: the role's `check` command). The firewalls also run conntrackd,
-so the connections established through one survive its loss.
+so the connections established through one survive its loss. Neither VRRPv3
+nor conntrackd's sync can be authenticated, so the members talk unicast on
+their own link (a [floating] group's `link`), and each member's nftables
+takes those protocols from the other member there only.
 """
 
 from quizstack.deploy import ops, render

@@ -1,8 +1,9 @@
 """The topology as a Graphviz DOT graph: the text behind `quizstack map`.
 
 Networks are boxes, hosts are ellipses labelled with their roles, and each
-edge carries the host's address on that network, like VNX's map. Pure: the
-CLI hands the text to `dot` to draw it.
+edge carries the host's address on that network, like VNX's map; a pair's
+own link is a dashed box naming its pair. Pure: the CLI hands the text to
+`dot` to draw it.
 """
 
 from __future__ import annotations
@@ -33,9 +34,16 @@ def to_dot(topo: Topology) -> str:
         "  node [fontname=Helvetica, fontsize=11];",
         "  edge [fontname=Helvetica, fontsize=9];",
     ]
+    # A pair's own link (its adverts and sync, nobody else on it) is drawn
+    # dashed and says whose it is, so it never reads as a way through.
+    links = {g.link: g.name for g in topo.floating.values() if g.link}
     for net in topo.networks.values():
         label = f"{net.name}\n{net.subnet}"
-        lines.append(f"  {_quote('net:' + net.name)} [shape=box, style=\"rounded,filled\", "
+        style = "rounded,filled"
+        if net.name in links:
+            label += f"\n{links[net.name]}'s own link"
+            style += ",dashed"
+        lines.append(f"  {_quote('net:' + net.name)} [shape=box, style={_quote(style)}, "
                      f"fillcolor=\"#f3f4f6\", label={_quote(label)}];")
     for host in topo.hosts.values():
         role = host.roles[0] if host.roles else ""

@@ -50,7 +50,7 @@ HOST_KEYS = {"roles", "forward", "interfaces", "routes", "description", "kind", 
 HOST_KINDS = ("namespace", "system")
 INTERFACE_KEYS = {"network", "address", "name"}
 ROUTE_KEYS = {"to", "via"}
-FLOATING_KEYS = {"hosts", "addresses", "vrid", "description"}
+FLOATING_KEYS = {"hosts", "addresses", "vrid", "description", "link"}
 FLOATING_ADDRESS_KEYS = {"network", "address"}
 
 
@@ -382,10 +382,38 @@ class _Builder:
                 vrids[(netname, vrid)] = name
                 addresses.append(FloatingAddress(network=netname, address=address,
                                                  prefixlen=subnet.prefixlen))
+            link = self.link(spec.get("link", ""), what, members, addresses, networks, hosts)
             groups[name] = FloatingGroup(name=name, hosts=tuple(members), addresses=tuple(addresses),
                                          vrid=vrid, description=self.string(
-                                             spec.get("description", ""), what))
+                                             spec.get("description", ""), what), link=link)
         return groups
+
+    def link(self, value, what, members, addresses, networks, hosts) -> str:
+        """A group's own link: a network its members are on, and nobody else.
+
+        VRRPv3 has no authentication and conntrackd's sync none either: any
+        host that can send on the network they travel on can take the
+        addresses or feed the firewall connections. On a link of their own
+        nobody else can, so one stranger on it is a mistake, not a detail.
+        """
+        link = self.string(value, f"{what}: link")
+        if not link:
+            return ""
+        lwhat = f"{what}: link {link}"
+        if link not in networks:
+            self.fail(f"{what}: link", f"unknown network {link!r} (networks: {', '.join(networks)})")
+        for member in members:
+            if link not in hosts[member].networks:
+                self.fail(lwhat, f"host {member} has no interface on it")
+        for host in hosts.values():
+            if host.name not in members and link in host.networks:
+                self.fail(lwhat, f"host {host.name} is on it too: only {', '.join(members)} may "
+                                 "be, since their adverts and sync trust whoever is on it")
+        for floating in addresses:
+            if floating.network == link:
+                self.fail(lwhat, f"floating address {floating.address} is on it: the addresses "
+                                 "belong on the networks others reach them on")
+        return link
 
     def counts(self, topo: Topology):
         """The architecture's shape: one entry, one balancer, one database..."""

@@ -94,6 +94,9 @@ class FloatingGroup:
 
     The addresses move together, to one member at a time: the first host
     listed is preferred; `vrid` is the VRRP router id, unique per network.
+    `link` names a network of the members' own (only they are on it) where
+    their VRRP adverts and state sync travel, out of reach of every other
+    host; "" when they talk on a network they share with others.
     """
 
     name: str
@@ -101,6 +104,7 @@ class FloatingGroup:
     addresses: tuple[FloatingAddress, ...]
     vrid: int
     description: str = ""
+    link: str = ""
 
     def address_on(self, network: str) -> IPv4Address | None:
         for floating in self.addresses:
