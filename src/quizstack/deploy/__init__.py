@@ -15,14 +15,15 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from quizstack.deploy import access, db, fw, install, lb, logs, monitoring, ops, storage, web
+from quizstack.deploy import access, db, fw, guard, install, lb, logs, monitoring, ops, storage, web
 from quizstack.deploy.plan import build_plan
 from quizstack.deploy.roles import Context
 from quizstack.errors import DeployError
 
 # access last: a first deployment reaches real hosts directly over SSH, and this
-# role ends that (from then on only ges's key opens them).
-ROLES = (db, storage, web, lb, fw, logs, monitoring, access)
+# role ends that (from then on only ges's key opens them). The guard closes the
+# back end once it is up, before the app servers use it (guard.py).
+ROLES = (db, storage, guard, web, lb, fw, logs, monitoring, access)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
     ops.MANAGED.clear()
     phases = [phase for role in ROLES for phase in role.phases(plan, context)]
     if only is not None:
-        phases = restrict(phases, set(only))
+        phases = restrict(phases, set(only), whole=(guard.ROLE,))
     # First, on every host: what the phases after it need installed (checked
     # on this machine for the lab's namespace hosts, which share its /usr).
     shared = {h for h, target in targets.items()
@@ -97,10 +98,16 @@ def deploy(topology, targets, secrets, venv, progress=None, target_data=None, ke
     return result
 
 
-def restrict(phases, hosts):
+def restrict(phases, hosts, whole=()):
     """The phases on some hosts only (a scale): each phase keeps its hosts among
     them; a phase left with none is dropped, and what needed it needs what it
-    needed instead (the order stays as it was)."""
+    needed instead (the order stays as it was).
+
+    The phases of the roles in `whole` (the guard, which names every app
+    server) keep all their hosts and come first, needing nothing: what a new
+    server does next (mount the volume, route to the database) is then let in."""
+    first = [replace(p, needs=()) for p in phases if p.role in whole]
+    phases = [p for p in phases if p.role not in whole]
     needs = {p.key: p.needs for p in phases}
     kept = [replace(p, hosts=tuple(h for h in p.hosts if h in hosts)) for p in phases]
     kept = [p for p in kept if p.hosts]
@@ -114,7 +121,8 @@ def restrict(phases, hosts):
                     found.append(key)
         return found
 
-    return [replace(p, needs=tuple(resolved(p.needs))) for p in kept]
+    before = tuple(p.key for p in first)
+    return first + [replace(p, needs=tuple(resolved(p.needs)) + before) for p in kept]
 
 
 def schedule(phases):

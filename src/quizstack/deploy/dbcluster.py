@@ -13,6 +13,11 @@ accepts writes.
 
 The app's role and database are created on whichever host is primary when
 the role runs; they reach the standbys by replication.
+
+Patroni's REST API answers anyone's GETs (the app servers' routers ask it
+who is primary) but takes a change only with the lab's patroni_api_password
+and from a database host (render.patroni_yml): an app server taken over
+could otherwise reconfigure or switch over the cluster.
 """
 
 from pyinfra import host
@@ -60,6 +65,9 @@ def _postgres_version():
 
 def add_patroni_ops(plan, context):
     me = scenario_host()
+    if not context.secrets.get("patroni_api_password"):
+        # Without it the REST API would take changes from anyone who reaches it.
+        raise ValueError("no patroni_api_password among the lab's secrets")
     version = _postgres_version()
     ops.directory(f"/var/lib/postgresql/{version}", mode="755", user="postgres", group="postgres",
                   name="PostgreSQL's directory")

@@ -5,12 +5,21 @@ Every node runs glusterd under its init; the first node probes the others
 with one brick per node and the scenario's replica count, starts it, and sets
 `network.ping-timeout` so a dead node stalls clients for seconds, not the
 default 42.
+
+The bricks serve only the app servers' addresses (`auth.allow`): without it
+any host that reached a node could mount the volume. The storage nodes' own
+clients (self-heal daemons, `heal info`) need no entry: glusterd gives the
+pool's members a volfile that logs in with the volume's internal credentials
+(measured: a self-heal daemon started afresh with only the app servers
+listed connected to all three bricks). The guard (guard.py) sets it again on
+every deployment, a scale's included, so a new server is let in before it mounts.
 """
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from quizstack.deploy import ops
+from quizstack.deploy.render_guard import app_addresses
 from quizstack.deploy.roles import Phase
 
 GLUSTER = "gluster --mode=script"
@@ -84,6 +93,39 @@ def volume(volume_name, replica, bricks, ping_timeout):
                             "network.ping-timeout", str(ping_timeout))
 
 
+def volume_clients(plan):
+    """Who may mount the volume: the app servers, by their address toward the storage."""
+    return tuple(str(a) for a in app_addresses(plan, plan.storage_hosts[0][1]))
+
+
+def option_value(lines, option):
+    """The value in `gluster volume get VOL OPTION`'s answer (None when unreadable)."""
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == option:
+            return parts[1]
+    return None
+
+
+@operation()
+def auth_allow(volume_name, addresses):
+    """auth.allow set to `addresses` (read when the operation runs, so in the
+    volume phase after the volume is made; before that, nothing to set)."""
+    info = volume_info(host.get_fact(ops.Lines, command=f"{GLUSTER} volume info {volume_name}"))
+    if not info["bricks"]:
+        return
+    wanted = ",".join(addresses)
+    current = option_value(host.get_fact(ops.Lines, command=(
+        f"{GLUSTER} volume get {volume_name} auth.allow")), "auth.allow")
+    if current != wanted:
+        yield StringCommand(*GLUSTER.split(), "volume", "set", volume_name, "auth.allow", wanted)
+
+
+def add_auth_ops(plan):
+    """On the first storage node: the volume admits exactly `volume_clients`."""
+    auth_allow(plan.volume, volume_clients(plan), name=f"volume {plan.volume}: auth.allow")
+
+
 def add_volume_ops(plan, context):
     others = [str(address) for _, address in plan.storage_hosts[1:]]
     peers(others, name="peer probe")
@@ -93,6 +135,7 @@ def add_volume_ops(plan, context):
         f"{count} peers connected in the pool", name="wait: peers in cluster")
     bricks = [f"{address}:{plan.brick}" for _, address in plan.storage_hosts]
     volume(plan.volume, plan.replica, bricks, plan.ping_timeout, name=f"volume {plan.volume}")
+    add_auth_ops(plan)
     ops.wait_until(
         f"[ $({GLUSTER} volume status {plan.volume} detail | grep -c '^Online.*: Y') "
         f"-ge {len(bricks)} ]", f"every brick of {plan.volume} online", name="wait: bricks online")
