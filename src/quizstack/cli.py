@@ -34,13 +34,15 @@ def cmd_app(args):
             "--bind", args.bind,
             "--workers", str(args.workers),
             "--access-logfile", "-",
+            # The path without its query: an API token (?token=) never reaches the log.
+            "--access-logformat", '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s',
         ]
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quiz.settings")
         os.execvp(sys.executable, [sys.executable, "-m"] + argv)
     if args.app_command == "migrate":
         return _django(["migrate", "--noinput"])
     if args.app_command == "seed":
-        return _django(["seed"])
+        return _django(["seed", "--check"] if args.check else ["seed"])
     return _django(["help"])
 
 
@@ -153,7 +155,40 @@ def cmd_up(args):
 
         print(f"Nagios is at {result.nagios_url} (user {NAGIOS_USER}; the password is "
               f"nagios_password in {secrets}); operators: quizstack ssh [HOST]")
+    from quizstack.deploy.plan import build_plan
+
+    print(_admin_line(build_plan(lab.topology), lab.state_dir / "secrets" / "secrets.json"))
     return 0 if all(r.ok for r in result.checks) else 1
+
+
+def _admin_line(plan, secrets):
+    """Who administers QUIZ, and where the password is (never the password itself)."""
+    if plan.demo:
+        return ("TEACHING SETUP: the seed's demo users admin/1234 and pepe/5678 log in "
+                "([service] demo = true); never let real clients reach it")
+    return (f"QUIZ's administrator is admin; the password was generated for this lab "
+            f"(admin_password in {secrets}, or `quizstack secrets`)")
+
+
+def cmd_secrets(args):
+    """The lab's logins for people: QUIZ's administrator and Nagios (read from the 0600 file)."""
+    from quizstack.check import admin_login
+    from quizstack.deploy.render_monitoring import NAGIOS_USER
+    from quizstack.deploy.plan import build_plan
+    from quizstack.deploy.secrets import load_or_create
+
+    lab = _lab(args)
+    if not lab.exists:
+        raise QuizstackError(f"lab {lab.name} does not exist (quizstack up first)")
+    plan = build_plan(lab.topology)
+    folder = lab.state_dir / "secrets"
+    found = load_or_create(folder)
+    user, password = admin_login(folder, plan)
+    print(f"# lab {lab.name}: {folder / 'secrets.json'} (mode 0600)")
+    print(f"QUIZ administrator: {user} {password}" + ("   (teaching setup: the seed's)" if plan.demo else ""))
+    if plan.management and plan.management.nagios:
+        print(f"Nagios: {NAGIOS_USER} {found['nagios_password']}")
+    return 0
 
 
 def cmd_deploy(args):
@@ -719,6 +754,7 @@ def build_parser():
     lab_command("stop", cmd_stop, "power every host off, keeping its files")
     lab_command("start", cmd_start, "power the hosts on again, with their files")
     lab_command("destroy", cmd_destroy, "remove everything the lab created")
+    lab_command("secrets", cmd_secrets, "the logins for people: QUIZ's administrator, Nagios")
     status = lab_command("status", cmd_status, "hosts, addresses, running or not")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     ex = lab_command("exec", cmd_exec, "run a command on a host: exec HOST -- CMD...")
@@ -847,7 +883,11 @@ def build_parser():
     serve.add_argument("--bind", default="127.0.0.1:8000")
     serve.add_argument("--workers", type=int, default=2)
     app_sub.add_parser("migrate", help="apply database migrations (safe on many servers at once)")
-    app_sub.add_parser("seed", help="load the seed users and quizzes (idempotent)")
+    seed = app_sub.add_parser("seed", help="load the seed's quizzes and the administrator "
+                              "(QUIZ_ADMIN_PASSWORD_HASH; demo users only with QUIZ_DEMO_USERS=1); "
+                              "idempotent")
+    seed.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 if the seed would change something")
     app.set_defaults(func=cmd_app)
     return parser
 

@@ -10,7 +10,8 @@ from quizstack.topology import load_scenario, parse_scenario
 from quizstack.topology.loader import SCENARIO_DIR
 
 SECRETS = {"database_password": "app", "django_secret_key": "k", "database_superuser_password": "su",
-           "database_replication_password": "rep", "database_rewind_password": "rw"}
+           "database_replication_password": "rep", "database_rewind_password": "rw",
+           "admin_password_hash": "pbkdf2_sha256$1$s$h"}
 
 
 @pytest.fixture(scope="module")

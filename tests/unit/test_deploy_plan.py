@@ -1,5 +1,6 @@
 """The deployment plan and the files rendered from it, for the pfinal scenario."""
 
+import dataclasses
 import subprocess
 import shutil
 from ipaddress import IPv4Address, IPv4Network
@@ -107,10 +108,33 @@ def test_nftables_drops_by_default_and_opens_only_the_service(plan):
 
 
 def test_app_environment_points_at_bbdd(plan):
-    env = render.app_environment(plan, {"database_password": "pw", "django_secret_key": "k"})
+    env = render.app_environment(plan, {"database_password": "pw", "django_secret_key": "k",
+                                        "admin_password_hash": "pbkdf2_sha256$9$salt$h+a/sh="})
     assert env["DATABASE_URL"] == "postgresql://quiz:pw@10.2.4.31:5432/quiz"
     assert env["QUIZ_MEDIA_ROOT"] == "/var/lib/quiz/nas/media"
     assert render.env_file(env).count("\n") == len(env) + 1
+    # pfinal is a teaching setup: the seed's admin/1234, no hash. Elsewhere the servers
+    # get the administrator's hash only, quoted so sh does not read its $ signs.
+    assert "QUIZ_ADMIN_PASSWORD_HASH" not in env
+    served = render.app_environment(dataclasses.replace(plan, demo=False), {
+        "database_password": "pw", "django_secret_key": "k",
+        "admin_password_hash": "pbkdf2_sha256$9$salt$h+a/sh="})
+    assert "QUIZ_ADMIN_PASSWORD_HASH='pbkdf2_sha256$9$salt$h+a/sh='\n" in render.env_file(served)
+    assert env["DJANGO_ALLOWED_HOSTS"].split(",") == ["10.2.2.2", "10.2.3.11", "10.2.3.12",
+                                                      "10.2.3.13", "127.0.0.1", "localhost"]
+    assert env["QUIZ_DEMO_USERS"] == "1"   # pfinal is a declared teaching setup
+    assert env["QUIZ_HEALTH_DETAIL_FROM"] == "10.2.3.1"
+
+
+def test_the_env_file_reads_the_same_in_sh(plan, tmp_path):
+    import subprocess
+
+    env = {"A": "plain-value_1", "B": "pbkdf2_sha256$1000$s$x/y+z=", "C": "a b"}
+    path = tmp_path / "quiz.env"
+    path.write_text(render.env_file(env))
+    shown = subprocess.run(["sh", "-c", f"set -a; . {path}; set +a; printf '%s|%s|%s' \"$A\" \"$B\" \"$C\""],
+                           capture_output=True, text=True).stdout
+    assert shown == "plain-value_1|pbkdf2_sha256$1000$s$x/y+z=|a b"
 
 
 def test_gunicorn_binds_the_servers_lan3_address(plan):

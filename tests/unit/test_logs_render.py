@@ -127,7 +127,11 @@ def test_haproxy_names_every_request(plan, pfinal, tmp_path):
     assert "unique-id-format %[var(txn.request_id)]" in frontend
     assert "http-request set-header X-Request-ID %[unique-id]" in frontend
     assert "http-response set-header X-Request-ID %[unique-id]" in frontend
-    assert frontend.rstrip().splitlines()[-3].endswith(' %{+Q}r id=%ID"')
+    (log_format,) = [line for line in frontend.splitlines() if "log-format" in line]
+    assert log_format.endswith(' \\"%HM %[var(txn.logged_uri)] %HV\\" id=%ID"')
+    # The request line is logged with any API token in it redacted.
+    assert ("http-request set-var(txn.logged_uri) url,regsub(token=[^&]*,token=<redacted>,g)"
+            in frontend)
     # Without nagios nobody is trusted to bring an id.
     assert "req.hdr(X-Request-ID) if" not in render.haproxy_cfg(pfinal)
     for name, cfg in (("complete", text), ("pfinal", render.haproxy_cfg(pfinal))):

@@ -49,7 +49,7 @@ def test_the_rendered_files_are_there_with_secrets_masked(reported):
     topo, text = reported
     assert "### /etc/haproxy/haproxy.cfg" in text
     assert "### /etc/nftables.conf" in text
-    assert f"DJANGO_SECRET_KEY={SECRET}" in text
+    assert f"DJANGO_SECRET_KEY='{SECRET}'" in text
     assert f"postgresql://quiz:{SECRET}@" in text
     # Nothing of this machine: no checkout path, no real key.
     assert str(Path(quizstack.__file__).resolve().parents[2]) not in text

@@ -72,7 +72,7 @@ def test_pfinal_forwarding_only_on_fw_and_lb(topo):
 
 
 def test_pfinal_settings(topo):
-    assert topo.settings == {"storage": {"volume": "nas", "replica": 3}, "service": {"port": 80}}
+    assert topo.settings == {"storage": {"volume": "nas", "replica": 3}, "service": {"port": 80, "demo": True}}
 
 
 def test_with_role_and_address_on(topo):

@@ -14,8 +14,8 @@ fault, not a storm the generator made after it.
 
     python -m quizstack.chaos.load run --base URL --seconds S [--rate R] [--workers W]
         [--writes FRACTION] [--max-requests N] [--seed N] [--name TAG] [--timeout T]
-        [--admin USER:PASSWORD]
-    python -m quizstack.chaos.load verify --base URL --admin USER:PASSWORD [--budget S] < acks.jsonl
+        [--admin USER[:PASSWORD]]
+    python -m quizstack.chaos.load verify --base URL --admin USER[:PASSWORD] [--budget S] < acks.jsonl
     python -m quizstack.chaos.load fetch --server NAME=URL [--server ...] < names
 
 Output of ``run``, one JSON object a line:
@@ -36,6 +36,7 @@ import argparse
 import hashlib
 import html
 import json
+import os
 import random
 import re
 import secrets
@@ -552,9 +553,13 @@ def fetch_images(servers, names, timeout=TIMEOUT):
 # -- command line --------------------------------------------------------------------------
 
 def _credentials(text):
+    """USER:PASSWORD, or USER alone with the password in QUIZSTACK_PASSWORD (kept off
+    the command line, where every process of the host could read it)."""
     user, sep, password = text.partition(":")
-    if not sep or not user:
-        raise argparse.ArgumentTypeError("USER:PASSWORD")
+    if not sep:
+        password = os.environ.get("QUIZSTACK_PASSWORD", "")
+    if not user or not password:
+        raise argparse.ArgumentTypeError("USER:PASSWORD, or USER with QUIZSTACK_PASSWORD set")
     return user, password
 
 

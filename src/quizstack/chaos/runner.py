@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from quizstack.chaos import experiments, report, watch
-from quizstack.check import CHECK_USER
+from quizstack.check import admin_login
 from quizstack.deploy.plan import build_plan
 from quizstack.errors import QuizstackError
 
@@ -57,7 +57,7 @@ def _nothing(message):
 class LoadProcess:
     """One load generator running inside a client host; its lines go to a file."""
 
-    def __init__(self, lab, host, argv, path: Path):
+    def __init__(self, lab, host, argv, path: Path, env=None):
         self.host = host
         self.path = path
         self.err_path = path.with_suffix(".err")
@@ -66,7 +66,7 @@ class LoadProcess:
             # load sees the end of it and stops (see load.py --until-eof).
             self.proc = subprocess.Popen(lab.enter_argv(host) + argv + ["--until-eof"],
                                          stdin=subprocess.PIPE, stdout=out, stderr=err,
-                                         env=lab.host_env(), start_new_session=True)
+                                         env=lab.host_env(env), start_new_session=True)
 
     def lines(self):
         try:
@@ -116,6 +116,9 @@ class Run:
         self.progress = progress or _nothing
         self.python = f"{sys.prefix}/bin/python"
         self.base = f"http://{self.plan.lb_address}:{self.plan.port}"
+        # The load's administrator makes its users; the password goes in the environment.
+        self.admin = admin_login(lab.state_dir / "secrets", self.plan)
+        self.admin_env = {"QUIZSTACK_PASSWORD": self.admin[1]}
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.id = f"{stamp}-{name}"
         # The load's users are named after the run: unique in the lab's database.
@@ -150,10 +153,11 @@ class Run:
             argv = [self.python, "-m", "quizstack.chaos.load", "run", "--base", self.base,
                     "--seconds", f"{seconds:.0f}", "--rate", str(s.rate), "--workers", str(s.workers),
                     "--writes", str(s.writes), "--max-requests", str(int(s.rate * seconds * 1.1) + 10),
-                    "--name", tag, "--admin", ":".join(CHECK_USER)]
+                    "--name", tag, "--admin", self.admin[0]]
             if s.seed is not None:
                 argv += ["--seed", str(s.seed * 100 + index)]
-            self.loads.append(LoadProcess(self.lab, client, argv, self.dir / f"{client}.jsonl"))
+            self.loads.append(LoadProcess(self.lab, client, argv, self.dir / f"{client}.jsonl",
+                                          env=self.admin_env))
         deadline = time.monotonic() + READS_STARTED_TIMEOUT
         while not all(load.started_reading() for load in self.loads):
             for load in self.loads:
@@ -241,8 +245,8 @@ class Run:
         client = self.plan.clients[0]
         stdin = "".join(json.dumps(a) + "\n" for a in acks)
         done = self.lab.run(client, [self.python, "-m", "quizstack.chaos.load", "verify",
-                                     "--base", self.base, "--admin", ":".join(CHECK_USER)],
-                            input=stdin, check=False, timeout=600)
+                                     "--base", self.base, "--admin", self.admin[0]],
+                            input=stdin, check=False, timeout=600, env=self.admin_env)
         try:
             listed = json.loads(done.stdout)
         except ValueError:

@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass
 
 from quizstack.errors import CheckError
 
-# The service's own accounts; the check logs in like the examiner would.
-CHECK_USER = ("admin", "1234")
 BALANCE_PER_SERVER = 10
 AGENT_FIRST_ANSWER = 3.0    # seconds a fresh HAProxy may take to ask every load agent once
 # nmap's wait for an answer in the lab, where answers take well under 1 ms.
@@ -139,8 +137,14 @@ class Checker:
     def _run(self, host, argv, timeout=120):
         return self.lab.run(host, argv, timeout=timeout, check=False)
 
-    def _client(self, host, *args, timeout=120):
-        done = self._run(host, [self.python, "-m", "quizstack.check.client", *args], timeout)
+    def admin_login(self):
+        """(user, password) of the service's administrator, as the checks log in."""
+        return admin_login(self.lab.state_dir / "secrets", self.plan)
+
+    def _client(self, host, *args, timeout=120, env=None):
+        extra = {"env": env} if env else {}
+        done = self.lab.run(host, [self.python, "-m", "quizstack.check.client", *args],
+                            timeout=timeout, check=False, **extra)
         if done.returncode != 0:
             raise CheckError(f"{host}: `{' '.join(args[:1])}` failed: "
                              f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
@@ -278,7 +282,9 @@ class Checker:
     def storage_and_database(self):
         client = self.plan.clients[0]
         fetches = 3 * len(self.plan.backends)
-        made = self._client(client, "upload", self.base, *CHECK_USER, str(fetches))
+        user, password = self.admin_login()
+        secret = {"QUIZSTACK_PASSWORD": password}
+        made = self._client(client, "upload", self.base, user, str(fetches), env=secret)
         results = []
         try:
             served = made["servers"]
@@ -316,7 +322,7 @@ class Checker:
                 all(c == "1" for c in counts.values()),
                 f"quiz {made['quiz']}: " + ", ".join(f"{h} {c} row(s)" for h, c in counts.items())))
         finally:
-            self._client(client, "delete", self.base, *CHECK_USER, str(made["quiz"]))
+            self._client(client, "delete", self.base, user, str(made["quiz"]), env=secret)
         return results
 
     def database_placement(self):
@@ -516,14 +522,36 @@ class Checker:
         sequence after the upload: "nothing left to replay" must not meet a
         write in flight."""
         rows = self.balancing()
-        jobs = [lambda: self.storage_and_database() + self.database_cluster(),
-                self.database_placement, self.pairs, self.access, self.monitoring, self.logs,
-                self.platform]
+        jobs = [lambda: self.storage_and_database() + self.database_cluster() + self.guard(),
+                self.database_placement, lambda: self.pairs() + self.pair_guard(), self.access,
+                self.monitoring, self.logs, self.platform]
+        # The login flood throttles its client for a while: beside the others
+        # only when another client is left for their logins.
+        beside = len(self.plan.clients) > 1
+        if beside:
+            jobs.append(self.security)
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             futures = [pool.submit(self._timed, job) for job in jobs]
             for future in futures:
                 rows += future.result()
+        if not beside:
+            rows += self._timed(self.security)
         return rows
+
+    def guard(self):
+        from quizstack.check.guard import guard_checks
+
+        return guard_checks(self)
+
+    def pair_guard(self):
+        from quizstack.check.pairguard import pair_guard_checks
+
+        return pair_guard_checks(self)
+
+    def security(self):
+        from quizstack.check.security import security_checks
+
+        return security_checks(self)
 
     def monitoring(self):
         from quizstack.check.monitoring import monitoring_checks
@@ -547,6 +575,16 @@ class Checker:
             scans = [pool.submit(self._timed, self.firewall, [c]) for c in self.plan.clients]
             service = pool.submit(self._timed, self.service)
             return [row for job in scans + [service] for row in job.result()]
+
+
+def admin_login(secrets_dir, plan):
+    """The administrator's login: the seed's published one in a teaching setup
+    ([service] demo), else the password generated for this deployment."""
+    from quizstack.deploy import secrets
+
+    if plan.demo:
+        return secrets.ADMIN_USER, secrets.DEMO_ADMIN_PASSWORD
+    return secrets.ADMIN_USER, secrets.load_or_create(secrets_dir)["admin_password"]
 
 
 def run_checks(lab, plan, venv=None, ports="1-65535"):

@@ -6,15 +6,25 @@ browser would. Only the standard library is used: the point is to speak plain
 HTTP as the service's clients do, cookies and CSRF tokens included.
 
     python -m quizstack.check.client balance URL COUNT
-    python -m quizstack.check.client upload URL USER PASSWORD FETCHES
-    python -m quizstack.check.client delete URL USER PASSWORD QUIZ_ID
+    python -m quizstack.check.client upload URL USER FETCHES
+    python -m quizstack.check.client delete URL USER QUIZ_ID
+    python -m quizstack.check.client seed-logins URL
+    python -m quizstack.check.client flood URL COUNT WAIT USER
+    python -m quizstack.check.client oversize URL BYTES CHUNKED_BYTES
+
+USER's password comes in the environment (QUIZSTACK_PASSWORD), never on the
+command line, where any process of the host could read it.
 """
 
 import http.cookiejar
 import json
+import os
 import re
 import secrets
+import select
+import socket
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -65,10 +75,21 @@ class Browser:
         return self.request(path, body, {"Content-Type": content_type,
                                          "Referer": self.base + form_path})
 
+    def try_login(self, user, password, token=None):
+        """(HTTP status, headers, logged in?) of one login; `token`: a CSRF token already had."""
+        fields = {"login": user, "password": password, "redir": "/"}
+        if token:
+            data = urllib.parse.urlencode(dict(fields, csrfmiddlewaretoken=token)).encode()
+            status, headers, _ = self.request("/session", data, {
+                "Content-Type": "application/x-www-form-urlencoded", "Referer": self.base + "/session"})
+        else:
+            status, headers, _ = self.post_form("/session", "/session", fields)
+        done = status in (302, 303) and not headers.get("Location", "").endswith("/session")
+        return status, headers, done
+
     def login(self, user, password):
-        status, headers, _ = self.post_form("/session", "/session",
-                                            {"login": user, "password": password, "redir": "/"})
-        if status not in (302, 303) or headers.get("Location", "").endswith("/session"):
+        status, _, done = self.try_login(user, password)
+        if not done:
             raise SystemExit(f"cannot log in as {user} (HTTP {status})")
 
 
@@ -120,14 +141,101 @@ def delete(base, user, password, quiz_id):
     return {"deleted": status in (302, 303), "status": status}
 
 
+# The seed's published accounts: a service facing clients must refuse them.
+SEED_LOGINS = (("admin", "1234"), ("pepe", "5678"))
+
+
+def seed_logins(base):
+    """Try the seed's published passwords: {user: HTTP status and whether it logged in}."""
+    found = {}
+    for user, password in SEED_LOGINS:
+        status, _, done = Browser(base).try_login(user, password)
+        found[user] = {"status": status, "logged_in": done}
+    return found
+
+
+def flood(base, count, wait, user, password):
+    """`count` wrong passwords as fast as they go, for a made-up account, then, after
+    `wait` seconds, one right login as `user`: who answered what.
+
+    An answer with X-Server came from a server (the app checked the password,
+    or its own per-account back-off refused it); one without, from the balancer.
+    """
+    browser = Browser(base)
+    token = browser.csrf("/session")
+    target = "flood" + secrets.token_hex(4)
+    counts, retry_after, started = {}, set(), time.monotonic()
+    for _ in range(count):
+        status, headers, _ = browser.try_login(target, secrets.token_hex(8), token)
+        where = "server" if headers.get("X-Server") else "balancer"
+        counts[f"{where} {status}"] = counts.get(f"{where} {status}", 0) + 1
+        if status == 429 and headers.get("Retry-After"):
+            retry_after.add(headers["Retry-After"])
+    seconds = time.monotonic() - started
+    time.sleep(wait)
+    status, headers, done = Browser(base).try_login(user, password)
+    return {"answers": counts, "retry_after": sorted(retry_after), "seconds": round(seconds, 2),
+            "after_wait": {"status": status, "logged_in": done,
+                           "by": "server" if headers.get("X-Server") else "balancer"}}
+
+
+def oversize(base, size, chunked=False, budget=5.0):
+    """Send a body of `size` bytes to POST /quizzes and stop at the first answer:
+    (status, seconds to it, bytes sent, whether a server answered)."""
+    parts = urllib.parse.urlsplit(base)
+    sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=budget)
+    length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}"
+    sock.sendall((f"POST /quizzes HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                  f"Content-Type: application/octet-stream\r\n{length}\r\n\r\n").encode())
+    piece, sent, answer = b"\0" * 65536, 0, b""
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < budget and b"\r\n\r\n" not in answer:
+            readable, writable, _ = select.select([sock], [sock] if sent < size else [], [], 0.5)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+            elif writable:
+                chunk = piece[:size - sent]
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                sent += len(chunk)
+    except OSError:
+        pass   # the other side closed while we were sending: its answer may be read below
+    try:
+        sock.settimeout(1)
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    except OSError:
+        pass
+    seconds = time.monotonic() - started
+    sock.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    status = int(head.split()[1]) if head.startswith("HTTP/") and len(head.split()) > 1 else 0
+    return {"status": status, "seconds": round(seconds, 2), "sent": sent,
+            "server": "x-server:" in head.lower()}
+
+
 def main(argv):
     command, base, *rest = argv
+    password = os.environ.get("QUIZSTACK_PASSWORD", "")
     if command == "balance":
         result = balance(base, int(rest[0]))
     elif command == "upload":
-        result = upload(base, rest[0], rest[1], int(rest[2]))
+        result = upload(base, rest[0], password, int(rest[1]))
     elif command == "delete":
-        result = delete(base, rest[0], rest[1], int(rest[2]))
+        result = delete(base, rest[0], password, int(rest[1]))
+    elif command == "seed-logins":
+        result = seed_logins(base)
+    elif command == "flood":
+        result = flood(base, int(rest[0]), float(rest[1]), rest[2], password)
+    elif command == "oversize":
+        result = {"length": oversize(base, int(rest[0])),
+                  "chunked": oversize(base, int(rest[1]), chunked=True)}
     else:
         raise SystemExit(f"unknown command {command}")
     print(json.dumps(result))

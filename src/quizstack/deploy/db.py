@@ -41,15 +41,27 @@ def cluster(version, cluster_name, port):
     yield StringCommand("pg_createcluster", "--port", str(port), version, cluster_name)
 
 
+# The app's role's own bounds, whatever a session asks: a runaway statement ends
+# (a migration's lock wait included, far above any), and an open transaction
+# left idle by a hung server releases its locks within seconds.
+ROLE_SETTINGS = {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "5s"}
+
+
 @operation()
 def role(role_name, password):
     stored = _psql_value(f"select rolpassword from pg_authid where rolname = '{role_name}'")
-    if stored and verifier_matches(stored, password):
-        return
-    exists = _psql_value(f"select 1 from pg_roles where rolname = '{role_name}'")
-    verb = "ALTER" if exists else "CREATE"
-    statement = f"{verb} ROLE {role_name} LOGIN PASSWORD {_quote_literal(scram_verifier(password))}"
-    yield from ops.sql._inner(statement, masked=True)
+    if not (stored and verifier_matches(stored, password)):
+        exists = _psql_value(f"select 1 from pg_roles where rolname = '{role_name}'")
+        verb = "ALTER" if exists else "CREATE"
+        statement = f"{verb} ROLE {role_name} LOGIN PASSWORD {_quote_literal(scram_verifier(password))}"
+        yield from ops.sql._inner(statement, masked=True)
+    settings = _psql_value("select array_to_string(setconfig, ',') from pg_db_role_setting s "
+                           f"join pg_roles r on r.oid = s.setrole where r.rolname = '{role_name}' "
+                           "and s.setdatabase = 0") or ""
+    have = dict(item.split("=", 1) for item in settings.split(",") if "=" in item)
+    for name, value in ROLE_SETTINGS.items():
+        if have.get(name) != value:
+            yield from ops.sql._inner(f"ALTER ROLE {role_name} SET {name} = '{value}'")
 
 
 @operation()

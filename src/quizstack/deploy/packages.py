@@ -23,6 +23,8 @@ PACKAGES = {
     "database: patroni": ("postgresql", "patroni", "python3-etcd"),
     "storage: glusterd": ("glusterfs-server",),
     "storage: volume": ("glusterfs-server",),
+    # Each database, consensus and storage host's own ruleset (deploy/guard.py).
+    "guard: nftables": ("nftables",),
     # quizstack's own environment (QUIZ, gunicorn, Django) is a venv of Debian's Python.
     "web: configure": ("python3-venv",),
     "web: mount": ("glusterfs-client",),

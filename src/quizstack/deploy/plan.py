@@ -23,7 +23,11 @@ DEFAULTS = {
     # storage node is lost) must not leave a server without a free worker for
     # reads and health checks (docs/reliability.md).
     # balance: how HAProxy picks a server (BALANCES; render.haproxy_cfg says how each works).
-    "service": {"port": 80, "app_port": 8000, "workers": 2, "threads": 4, "balance": "roundrobin"},
+    # demo: the seed's demo users with their published passwords (admin/1234,
+    # pepe/5678), a teaching setup only; otherwise the administrator's password
+    # is generated per deployment and there is no demo user.
+    "service": {"port": 80, "app_port": 8000, "workers": 2, "threads": 4, "balance": "roundrobin",
+                "demo": False},
     "storage": {"volume": "nas", "replica": 3, "ping_timeout": 3,
                 "brick": "/var/lib/quizstack/bricks/nas", "mount": "/var/lib/quiz/nas"},
     # A replicated database: Patroni's timings (docs/reliability.md says why
@@ -56,6 +60,7 @@ class Pair:
     interfaces: dict           # host -> {network: interface name}
     own: dict                  # host -> {network: its own address}
     sync_network: str = ""     # where the members talk to each other (adverts, conntrackd)
+    link: bool = False         # sync_network is the members' own link: nobody else is on it
 
     def interface(self, host, network):
         return self.interfaces[host][network]
@@ -121,6 +126,7 @@ class Plan:
     failover: tuple = (6, 1, 2)          # Patroni's ttl, loop_wait, retry_timeout (seconds)
     management: Management = None        # the management network, ges and nagios, if any
     balance: str = "roundrobin"          # one of BALANCES
+    demo: bool = False                   # the seed's demo users and passwords (a teaching setup)
 
     @property
     def media_root(self):
@@ -167,10 +173,17 @@ def _one_or_pair(topology, role):
     return hosts
 
 
-def _pair(topology, role, hosts, sync_network):
+def _pair(topology, role, hosts, shared_network):
+    """The pair behind a role's floating group, or None for a host alone.
+
+    Its members talk to each other on the group's own link when the
+    scenario gives one (nobody else can speak VRRP or the sync there), else
+    on `shared_network`, the one the firewall and balancer share.
+    """
     group = topology.floating_of(hosts[0].name)
     if group is None:
         return None
+    sync_network = group.link or shared_network
     # The management network carries no floating address and no advert.
     service = [i for h in hosts for i in h.interfaces if i.network != _management_network(topology)]
     interfaces = {h.name: {i.network: i.name for i in h.interfaces if i in service} for h in hosts}
@@ -178,7 +191,8 @@ def _pair(topology, role, hosts, sync_network):
     return Pair(name=group.name, role=role, vrid=group.vrid,
                 hosts=tuple(group.hosts),
                 addresses=tuple((a.network, a.cidr) for a in group.addresses),
-                interfaces=interfaces, own=own, sync_network=sync_network)
+                interfaces=interfaces, own=own, sync_network=sync_network,
+                link=bool(group.link))
 
 
 def _where(topology):
@@ -271,6 +285,9 @@ def build_plan(topology):
     database = _settings(topology, "database")
 
     balance = str(service["balance"])
+    if not isinstance(service["demo"], bool):
+        raise ScenarioError(f"{_where(topology)}: [service] demo must be true or false, "
+                            f"not {service['demo']!r}")
     if balance not in BALANCES:
         raise ScenarioError(f"{_where(topology)}: [service] balance {balance!r} is not one of "
                             f"{', '.join(BALANCES)}")
@@ -369,4 +386,5 @@ def build_plan(topology):
         pairs=pairs,
         management=_management(topology, fw, clients),
         balance=balance,
+        demo=service["demo"],
     )

@@ -6,6 +6,8 @@ only decide where a text goes and which checker (`haproxy -c`, `nft -c`, ...)
 must accept it before it goes live.
 """
 
+import re
+
 HEADER = "# Written by quizstack from the scenario; changes here are overwritten.\n"
 CONNTRACKD_PORT = 3780
 NRPE_PORT = 5666
@@ -14,6 +16,14 @@ HAPROXY_BUFFER = 131072
 REPLAYABLE_BODY = 120000      # bytes of a request body HAProxy can keep whole to replay it
 AGENT_PORT = 8009             # the load agent on every app server (balance = "load")
 SLOWSTART = "10s"             # a server back or new ramps up to its full weight in this time
+# The largest request body the service takes: QUIZ's 2 MB image limit and the
+# form around it. HAProxy refuses a longer one before any server sees it, the
+# app (QUIZ_MAX_BODY) a chunked one as it passes the limit.
+MAX_BODY = 2 * 1024 * 1024 + 512 * 1024
+# Logins (POST /session) one client address may send in LOGIN_WINDOW before the
+# balancer answers 429 (every try counts, refused ones too, so a flood stays refused).
+LOGIN_TRIES = 10
+LOGIN_WINDOW = 10
 
 
 def postgresql_conf(plan):
@@ -67,6 +77,11 @@ def haproxy_cfg(plan):
     return HEADER + (
         "global\n"
         "    log stdout format raw local0\n"
+        # The master stays root to reload; the workers that face the clients
+        # run as haproxy, shut in an empty directory.
+        "    user haproxy\n"
+        "    group haproxy\n"
+        "    chroot /var/lib/haproxy\n"
         "    stats socket /run/haproxy/admin.sock mode 660 level admin\n"
         "    stats timeout 30s\n"
         "    maxconn 4096\n"
@@ -97,6 +112,7 @@ def haproxy_cfg(plan):
         "    option forwardfor\n"
         "    http-request set-header X-Forwarded-Proto http\n"
         f"{_request_id(plan)}"
+        f"{_guards(plan)}"
         f"{_watch_rule(plan)}"
         "    default_backend quiz_servers\n"
         "\n"
@@ -176,9 +192,37 @@ def _request_id(plan):
         "    unique-id-format %[var(txn.request_id)]\n"
         "    http-request set-header X-Request-ID %[unique-id]\n"
         "    http-response set-header X-Request-ID %[unique-id]\n"
+        # The request line as logged: an API token in the query never reaches a log.
+        "    http-request set-var(txn.logged_uri) url,regsub(token=[^&]*,token=<redacted>,g)\n"
         # HAProxy's HTTP log format (option httplog) with the id at the end.
         '    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc '
-        '%ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r id=%ID"\n'
+        '%ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs \\"%HM %[var(txn.logged_uri)] %HV\\" id=%ID"\n'
+    )
+
+
+def _guards(plan):
+    """What the balancer refuses before any server sees it.
+
+    - A body longer than MAX_BODY (by its Content-Length): 413 at once, so a
+      100 MB upload never reaches a server's disk (a chunked body has no
+      length; the app cuts it as it passes the same limit).
+    - More than LOGIN_TRIES logins (POST /session) from one address in
+      LOGIN_WINDOW seconds: 429 with Retry-After, counted per client address
+      in a stick table on each balancer. Refused tries count too, so a flood
+      stays refused until it stops; an honest user who mistypes a few times
+      never meets it. QUIZ's own per-account back-off stops a slow guesser.
+    A slow client (headers or body trickled in) is cut by `timeout http-request`.
+    """
+    return (
+        f"    http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt {MAX_BODY} }}\n"
+        f"    stick-table type ip size 100k expire {LOGIN_WINDOW * 3}s "
+        f"store http_req_rate({LOGIN_WINDOW}s)\n"
+        "    acl login_try method POST\n"
+        "    acl login_path path /session\n"
+        "    http-request track-sc0 src if login_try login_path\n"
+        f"    http-request deny deny_status 429 hdr Retry-After {LOGIN_WINDOW} "
+        "content-type text/plain string \"Too many logins from this address; wait a moment.\" "
+        f"if login_try login_path {{ sc_http_req_rate(0) gt {LOGIN_TRIES} }}\n"
     )
 
 
@@ -212,24 +256,17 @@ def nftables_conf(plan):
     allowed connections come back through the forward chain's conntrack rule.
     A new connection must start with a SYN, so mid-stream packets of a
     connection this firewall never saw are dropped. A pair of firewalls runs
-    the same ruleset, which also accepts from the members (and only from
-    them) the VRRP adverts and conntrackd's updates that share the
-    connections: established connections survive the loss of either member.
+    the same ruleset, which also accepts the VRRP adverts and conntrackd's
+    updates that share the connections, on the pair's own link from the
+    other member only (see _pair_rules): established connections survive
+    the loss of either member.
     With a management network, the clients may also open SSH to ges and the
     web interface of nagios; the firewall itself answers SSH from ges and
     ping and NRPE from nagios, on the management network only.
     """
     outside = ", ".join(f'"{name}"' for name, _ in plan.fw_outside)
     pair = plan.pair_of(plan.fw_hosts[0])
-    members = ""
-    if pair:
-        everywhere = ", ".join(str(a) for h in pair.hosts for a in pair.own[h].values())
-        sync = ", ".join(str(pair.own[h][pair.sync_network]) for h in pair.hosts)
-        members = (
-            "        # The pair: VRRP adverts, and conntrackd's state updates.\n"
-            f"        ip saddr {{ {everywhere} }} ip protocol vrrp accept\n"
-            f"        ip saddr {{ {sync} }} udp dport {CONNTRACKD_PORT} accept\n"
-        )
+    members = _pair_rules(pair, conntrackd=True) if pair else ""
     management = ""
     forwarded = ""
     syn_new = "tcp flags & (fin | syn | rst | ack) == syn ct state new accept\n"
@@ -333,6 +370,11 @@ def database_url(plan, password):
 def app_environment(plan, secrets):
     """The QUIZ server's environment (secret: written with mode 0600)."""
     extra = {}
+    if not plan.demo:
+        # The administrator's password as Django stores it: the servers never
+        # hold the password itself (secrets.django_password_hash). A teaching
+        # setup keeps the seed's admin/1234 instead.
+        extra["QUIZ_ADMIN_PASSWORD_HASH"] = secrets["admin_password_hash"]
     if plan.replicated:
         # Where reads go while there is no primary (the router's second port).
         extra["DATABASE_READ_URL"] = (
@@ -341,15 +383,39 @@ def app_environment(plan, secrets):
     return extra | {
         "DATABASE_URL": database_url(plan, secrets["database_password"]),
         "DJANGO_SECRET_KEY": secrets["django_secret_key"],
-        "DJANGO_ALLOWED_HOSTS": "*",
+        "DJANGO_ALLOWED_HOSTS": ",".join(allowed_hosts(plan)),
         "QUIZ_MEDIA_ROOT": plan.media_root,
         "DJANGO_SETTINGS_MODULE": "quiz.settings",
+        "QUIZ_DEMO_USERS": "1" if plan.demo else "0",
+        # Only the balancers' health checks hear why a server is unhealthy.
+        "QUIZ_HEALTH_DETAIL_FROM": ",".join(str(a) for a in plan.lb_backend_addresses),
+        "QUIZ_MAX_BODY": str(MAX_BODY),
     }
 
 
+def allowed_hosts(plan):
+    """The names a request may give in its Host header: the service's address, each
+    server's own (the balancers' health checks), and the loopback forward's."""
+    return [str(plan.lb_address), *(str(b.address) for b in plan.backends), "127.0.0.1", "localhost"]
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_./:,@=?+%-]*")
+
+
 def env_file(environment):
-    """KEY=value lines, read by the server's wrapper and by systemd's EnvironmentFile."""
-    return HEADER + "".join(f"{k}={v}\n" for k, v in sorted(environment.items()))
+    """KEY=value lines, read by the server's wrapper (sh) and by systemd's EnvironmentFile.
+
+    A value with any other character (a Django hash has `$`) is single-quoted,
+    which both read the same way; no value the deployment writes has a quote.
+    """
+    def value(v):
+        v = str(v)
+        if _PLAIN.fullmatch(v):
+            return v
+        if "'" in v:
+            raise ValueError("an environment value with a single quote")
+        return f"'{v}'"
+    return HEADER + "".join(f"{k}={value(v)}\n" for k, v in sorted(environment.items()))
 
 
 def gunicorn_conf(plan, backend):
@@ -515,6 +581,60 @@ def volume_systemd_unit(mount):
     )
 
 
+PAIR_TABLE = "quizstack_pair"   # the balancers' table: the filter of their pair's traffic
+
+
+def _pair_rules(pair, conntrackd=False, counted=False):
+    """Input rules: the pair's own protocols from the other member, on its link, and no one else.
+
+    Neither VRRPv3 nor conntrackd's sync can be authenticated: a stranger's
+    advert with priority 255 would take the floating addresses, its sync
+    messages would write into the connection table. What keeps them out is
+    where a packet may come from: the sync network's interface (the pair's
+    own link, when the scenario gives one) and a member's address there;
+    anywhere else the protocols are dropped. Both members load the same
+    text (the checks compare it), so it names both members' addresses, and
+    `fib saddr type != local` refuses a member's own address coming in from
+    the wire: what is left is exactly the peer. `counted` counts the drops
+    (not in the firewalls' table, whose text must stay the same on both).
+    """
+    network = pair.sync_network
+    names = ", ".join(f'"{n}"' for n in sorted({pair.interfaces[h][network] for h in pair.hosts}))
+    members = ", ".join(str(pair.own[h][network]) for h in pair.hosts)
+    peer = f"iifname {{ {names} }} ip saddr {{ {members} }} fib saddr type != local"
+    drop = "counter drop" if counted else "drop"
+    rules = ("        # The pair's own traffic: on its link, from the other member only.\n"
+             f"        {peer} ip protocol vrrp accept\n")
+    if conntrackd:
+        rules += f"        {peer} udp dport {CONNTRACKD_PORT} accept\n"
+    rules += f"        ip protocol vrrp {drop}\n"
+    if conntrackd:
+        rules += f"        udp dport {CONNTRACKD_PORT} {drop}\n"
+    return rules
+
+
+def pair_nftables_conf(pair):
+    """A balancer pair's filter: VRRP only on its link from the other member; nothing else changed.
+
+    The balancers forward the service and have no firewall of their own:
+    this table filters nothing but VRRP (policy accept, no forward chain).
+    Only this table is replaced (declared, so the delete always finds it,
+    deleted and written again, in one transaction): other tables stay.
+    """
+    return (
+        "#!/usr/sbin/nft -f\n" + HEADER +
+        f"table inet {PAIR_TABLE}\n"
+        f"delete table inet {PAIR_TABLE}\n"
+        "\n"
+        f"table inet {PAIR_TABLE} {{\n"
+        "    chain input {\n"
+        "        type filter hook input priority filter; policy accept;\n"
+        f"{_pair_rules(pair, counted=True)}"
+        "    }\n"
+        "}\n"
+    )
+
+
 VRRP_ADVERT = 0.2   # seconds between VRRP adverts: a dead master is replaced in about 3.6 of them
 
 
@@ -530,15 +650,24 @@ def keepalived_conf(pair, host, check, notify=None):
     down it puts the instance in FAULT, which hands the addresses over at once.
     Taking the addresses sends gratuitous ARPs so the neighbours learn where
     they went.
+
+    VRRPv3 has no authentication, so the election must be out of reach of
+    everybody else: the adverts go on the sync network (the pair's own link,
+    when the scenario gives one), unicast from this member's address there to
+    the others', and an advert counts only from one of them
+    (`check_unicast_src`) that crossed no router (`min_ttl 255`, RFC 5798's
+    own rule). The floating addresses stay on the networks others reach them
+    on; each names its interface.
     """
     position = pair.hosts.index(host)
     interfaces = pair.interfaces[host]
-    # Adverts travel on the members' own side (never the clients'): VRRPv3
-    # has no authentication, so nobody outside may take part in the election.
     advert_network = pair.sync_network
+    peers = "".join(f"        {pair.own[peer][advert_network]} min_ttl 255\n"
+                    for peer in pair.peers(host))
     addresses = "".join(f"        {cidr} dev {interfaces[network]}\n"
                         for network, cidr in pair.addresses)
-    # keepalived tracks the advert interface by itself; the others are named.
+    # keepalived tracks the advert interface by itself; the others are named,
+    # so a member whose service side is cut (LAN2 or LAN3) gives the addresses up.
     tracked = "".join(f"        {interfaces[network]}\n" for network, _ in pair.addresses
                       if network != advert_network)
     notify_line = f"    notify {notify}\n" if notify else ""
@@ -565,6 +694,11 @@ def keepalived_conf(pair, host, check, notify=None):
         f"    virtual_router_id {pair.vrid}\n"
         f"    priority {max(1, 150 - 50 * position)}\n"
         f"    advert_int {VRRP_ADVERT}\n"
+        f"    unicast_src_ip {pair.own[host][advert_network]}\n"
+        "    unicast_peer {\n"
+        f"{peers}"
+        "    }\n"
+        "    check_unicast_src\n"
         "    virtual_ipaddress {\n"
         f"{addresses}"
         "    }\n"
@@ -584,7 +718,9 @@ def conntrackd_conf(pair, host):
     connections wait in an external cache and are committed to the kernel
     when this firewall takes the addresses (see vrrp_notify). Only TCP
     through the firewall is worth sharing: the members' own traffic (VRRP,
-    the sync itself) is ignored.
+    the sync itself) is ignored. The sync is unauthenticated UDP, so it goes
+    unicast to the peer on the sync network (the pair's own link, when the
+    scenario gives one) and the ruleset takes it from the peer there only.
     """
     if len(pair.hosts) != 2:
         raise ValueError(f"conntrackd shares state between two firewalls, {pair.name} has "
@@ -719,6 +855,25 @@ def _yaml_string(text):
     return "'" + str(text).replace("'", "''") + "'"
 
 
+PATRONI_API_USER = "patroni"
+
+
+def _patroni_api_writers(plan, secrets):
+    """Who may change the cluster through the REST API: basic auth, from a
+    database host (allowlist; Patroni checks both on every unsafe method)."""
+    password = secrets.get("patroni_api_password")
+    if not password:
+        return ""
+    q = _yaml_string
+    allowed = ", ".join(q(f"{a}/32") for a in plan.database_addresses)
+    return (
+        "  authentication:\n"
+        f"    username: {q(PATRONI_API_USER)}\n"
+        f"    password: {q(password)}\n"
+        f"  allowlist: [{allowed}]\n"
+    )
+
+
 def patroni_yml(plan, host, secrets, version):
     """Patroni's configuration for one database host of a replicated cluster.
 
@@ -728,6 +883,15 @@ def patroni_yml(plan, host, secrets, version):
     the standby has it, so a failover loses no acknowledged write; not
     strict, so a primary left alone goes on accepting writes. pg_rewind
     turns a returning old primary into a standby with no step by hand.
+
+    The REST API answers GETs to anyone it is reachable from (the app
+    servers' routers ask GET /primary), but a change (PATCH /config, a
+    switchover, a restart...) needs `patroni_api_password` and must come
+    from a database host: measured before this, an unauthenticated PATCH
+    /config from an app server changed the cluster's settings. patronictl,
+    run on a database host with this file, sends the same credentials.
+    The role always passes the password (dbcluster checks it); without one
+    (a test of other parts of this file) the section is left out.
     """
     ttl, loop_wait, retry = plan.failover
     own = plan.database_addresses[plan.database_hosts.index(host)]
@@ -744,6 +908,7 @@ def patroni_yml(plan, host, secrets, version):
         "restapi:\n"
         f"  listen: {q(f'{own}:{PATRONI_API_PORT}')}\n"
         f"  connect_address: {q(f'{own}:{PATRONI_API_PORT}')}\n"
+        f"{_patroni_api_writers(plan, secrets)}"
         "\n"
         # etcd's v2 API, not etcd3: Patroni 3.0's etcd3 code renews the leader
         # key without comparing it, so a primary that was hung past its lease

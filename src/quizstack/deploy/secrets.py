@@ -25,6 +25,7 @@ FIELDS = ("database_password", "django_secret_key", "database_superuser_password
 # so it cannot be made again identical on the next run).
 DERIVED = {"admin_password_hash": "admin_password"}
 ADMIN_USER = "admin"
+DEMO_ADMIN_PASSWORD = "1234"   # the seed's, published: only a teaching setup ([service] demo) has it
 # Django's PBKDF2 hasher (its default) and its iteration count in the Django QUIZ runs.
 DJANGO_PBKDF2_ITERATIONS = 1_000_000
 
@@ -81,13 +82,14 @@ def verifier_matches(verifier, password):
     return hmac.compare_digest(wanted, verifier)
 
 
-def django_password_hash(password, salt=None, iterations=DJANGO_PBKDF2_ITERATIONS):
+def django_password_hash(password, salt=None, iterations=None):
     """The hash Django's PBKDF2PasswordHasher stores for `password`.
 
     The app servers get this, never the password: the seed sets it as the
     administrator's password, and a server taken over gives away no password.
     """
     salt = salt or random.token_urlsafe(16).replace("-", "").replace("_", "")[:22]
+    iterations = iterations or DJANGO_PBKDF2_ITERATIONS
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
     return f"pbkdf2_sha256${iterations}${salt}${base64.b64encode(digest).decode()}"
 

@@ -178,7 +178,10 @@ def add_router_ops(plan, context):
 def add_migrate_ops(plan, context):
     migrate = _with_env(context, "quizstack app migrate")
     seed = _with_env(context, "quizstack app seed")
-    check = _with_env(context, "django-admin migrate --check")
+    # The seed is checked on every deployment, not only with a migration: a
+    # password it must replace (the seed's published one) is replaced at once.
+    check = (_with_env(context, "django-admin migrate --check") + " && "
+             + _with_env(context, "quizstack app seed --check"))
     ensure_migrated(check, f"{migrate} && {seed}", name="migrate and seed")
 
 

@@ -45,7 +45,9 @@ SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "postgresql", "haproxy", "glusterfs-server",
                  "glusterfs-client")
 STORAGES = ("glusterfs", "volume")       # GlusterFS containers as in the lab, or one shared volume
-SECRETS = ("db_password", "django_secret_key")
+# admin_password: QUIZ's administrator (`quizstack compose` checks log in with it);
+# only the seed step sees it, never the running servers.
+SECRETS = ("db_password", "django_secret_key", "admin_password")
 VENV = "/opt/quiz"
 PGDATA = "/var/lib/quiz-db/data"
 CONFIG_DIRS = {"haproxy": "/etc/haproxy", "gunicorn": "/etc/quiz", "postgres": "/etc/quiz-db"}
@@ -226,6 +228,8 @@ def services(topology, plan, options):
         "DJANGO_ALLOWED_HOSTS": "*",
         "QUIZ_MEDIA_ROOT": plan.media_root,
         "QUIZ_DATABASE_URL": database_url_template(plan),
+        "QUIZ_DEMO_USERS": "1" if plan.demo else "0",
+        "QUIZ_MAX_BODY": str(render.MAX_BODY),
         "PYTHONUNBUFFERED": "1",
     }
     if options.storage == "glusterfs":
@@ -374,8 +378,9 @@ env["DJANGO_SECRET_KEY"] = secret("django_secret_key")
 media = env["QUIZ_MEDIA_ROOT"]
 os.makedirs(media, exist_ok=True)
 shutil.chown(media, "www-data", "www-data")
-for command in (["migrate", "--noinput"], ["seed"]):
-    subprocess.run(["{VENV}/bin/django-admin", *command], env=env, check=True)
+subprocess.run(["{VENV}/bin/django-admin", "migrate", "--noinput"], env=env, check=True)
+subprocess.run(["{VENV}/bin/django-admin", "seed"], check=True,
+               env=dict(env, QUIZ_ADMIN_PASSWORD=secret("admin_password")))
 os.execve("{VENV}/bin/gunicorn", ["gunicorn", "-c", "{CONFIG_DIRS['gunicorn']}/gunicorn.conf.py",
                                    "quiz.wsgi:application"], env)
 '''

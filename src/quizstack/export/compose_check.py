@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from quizstack.check import CHECK_USER, Checker
+from quizstack.check import Checker
+from quizstack.deploy.secrets import ADMIN_USER, DEMO_ADMIN_PASSWORD
 from quizstack.deploy.plan import build_plan
 from quizstack.errors import CheckError
 from quizstack.topology import load_scenario
@@ -35,7 +36,7 @@ class ProjectHosts:
             raise CheckError(f"compose {self.project.name}: no container for {host}")
         return self._containers[host]
 
-    def run(self, host, argv, timeout=120, check=False):
+    def run(self, host, argv, timeout=120, check=False, env=None):
         from quizstack.export.compose_run import DOCKER
 
         if host in self.plan.clients:
@@ -43,7 +44,13 @@ class ProjectHosts:
         else:
             argv = [DOCKER, "exec", self.container(host), *argv]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=self.project.env())
+                              env=self.project.env() | (env or {}))
+
+    def admin_login(self):
+        """The administrator, as the seed made it from the export's own secret."""
+        if self.plan.demo:
+            return ADMIN_USER, DEMO_ADMIN_PASSWORD
+        return ADMIN_USER, (self.project.dir / "secrets" / "admin_password").read_text().strip()
 
 
 def run_checks(project):
@@ -66,7 +73,9 @@ def storage_and_database(checker, hosts, project):
     client = plan.clients[0]
     fetches = 3 * len(plan.backends)
     checker._clock.mark = time.monotonic()
-    made = checker._client(client, "upload", checker.base, *CHECK_USER, str(fetches))
+    user, password = hosts.admin_login()
+    secret = {"QUIZSTACK_PASSWORD": password}
+    made = checker._client(client, "upload", checker.base, user, str(fetches), env=secret)
     rows = []
     try:
         served = made["servers"]
@@ -98,5 +107,5 @@ def storage_and_database(checker, hosts, project):
             "database", f"the quiz created through the load balancer is in {database}'s database",
             count == "1", f"quiz {made['quiz']}: {database} {count} row(s)"))
     finally:
-        checker._client(client, "delete", checker.base, *CHECK_USER, str(made["quiz"]))
+        checker._client(client, "delete", checker.base, user, str(made["quiz"]), env=secret)
     return rows

@@ -134,6 +134,7 @@ def _environment(plan):
         {"name": "QUIZ_MEDIA_ROOT", "value": plan.media_root},
         {"name": "DJANGO_ALLOWED_HOSTS", "value": "*"},
         {"name": "QUIZ_DB_WAIT_LIMIT", "value": "1.5"},
+        {"name": "QUIZ_DEMO_USERS", "value": "1" if plan.demo else "0"},
     ]
     if plan.replicated:
         # `-r`: any running instance, for reads while there is no primary (the lab's port 5433).
@@ -280,7 +281,11 @@ def migrate_job(topology, plan, options):
     labels = _labels(topology, "migrate")
     container = {"name": "migrate", "image": options.image,
                  "command": ["sh", "-c", "quizstack app migrate && quizstack app seed"],
-                 "env": _environment(plan), "volumeMounts": _mounts(plan),
+                 # Only the seed sees the administrator's password, never a server.
+                 "env": _environment(plan) + [
+                     {"name": "QUIZ_ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {
+                         "name": APP_SECRET, "key": "admin-password"}}}],
+                 "volumeMounts": _mounts(plan),
                  "securityContext": _container_security(),
                  "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                                "limits": {"memory": "256Mi"}}}
@@ -381,7 +386,8 @@ def secrets_script(topology, plan, options=Options()):
         'kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"',
         f'kubectl -n "$ns" get secret {APP_SECRET} >/dev/null 2>&1 || \\',
         f'    kubectl -n "$ns" create secret generic {APP_SECRET} \\',
-        f'        --from-literal=secret-key="$({token.format(n=50)})"',
+        f'        --from-literal=secret-key="$({token.format(n=50)})" \\',
+        f'        --from-literal=admin-password="$({token.format(n=24)})"',
         f'kubectl -n "$ns" get secret {DB_SECRET} >/dev/null 2>&1 || \\',
         f'    kubectl -n "$ns" create secret generic {DB_SECRET} --type=kubernetes.io/basic-auth \\',
         f'        --from-literal=username={plan.database_user} \\',

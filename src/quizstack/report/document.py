@@ -298,6 +298,30 @@ REMEDIES = {
 }
 
 
+def security_points(plan):
+    """What this scenario still accepts from an attacker (docs/security.md has the whole model)."""
+    lines = ["### Security: what is still accepted (docs/security.md)", ""]
+    if plan.demo:
+        lines.append("- **A teaching setup** (`[service] demo = true`): the seed's demo users "
+                     "admin/1234 and pepe/5678 log in. Remedy: turn it off; the administrator's "
+                     "password is then generated per deployment (`quizstack secrets`).")
+    lines += [
+        f"- **Plain HTTP on port {plan.port}**: passwords and session cookies cross the network in "
+        "clear. Remedy: TLS at the balancer with HSTS and secure cookies.",
+        "- **Accounts can be locked out on purpose**: QUIZ's per-account back-off (up to 300 s "
+        "after repeated failures) also answers an attacker who fails an account's logins; "
+        "the balancer's per-address limit only slows one address.",
+    ]
+    if plan.replicated:
+        lines.append("- **etcd has no users**: only the database and consensus hosts reach it "
+                     "(each host's guard ruleset), without a password. Remedy: etcd's own users "
+                     "or client certificates.")
+    if not plan.pairs:
+        lines.append("- **No pairs, no private election**: a single firewall and balancer have no "
+                     "VRRP to protect, but no standby either.")
+    return lines + [""]
+
+
 def weak_points_section(topology, plan, measured, source, quoted_weak):
     lines = ["## Weak points and remedies", ""]
     singles = []
@@ -322,6 +346,7 @@ def weak_points_section(topology, plan, measured, source, quoted_weak):
     if quoted_weak:
         lines += ["### Weak points that remain (from docs/reliability.md)", ""]
         lines += [f"- {item}" for item in quoted_weak] + [""]
+    lines += security_points(plan)
     lines += ["### Scalability", ""]
     lines += [
         f"- **Writes go to one primary** ({plan.database_host if not plan.replicated else 'the Patroni leader'}): "

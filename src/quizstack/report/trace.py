@@ -22,7 +22,7 @@ from unittest import mock
 
 from quizstack.deploy import ROLES, schedule
 from quizstack.deploy.roles import Context
-from quizstack.deploy.secrets import FIELDS
+from quizstack.deploy.secrets import DERIVED, FIELDS
 
 SECRET = "<secret>"
 VENV = "/opt/quizstack/venv"          # `quizstack deploy --venv`: where quizstack runs on the app servers
@@ -105,7 +105,7 @@ def masked_context(topology):
     requirements = tuple(wheels.pinned_requirements())
     release = ship.Release(id="RELEASE", requirements=requirements,
                            wheels=("quizstack.whl",) + tuple(f"{r}.whl" for r in requirements))
-    return _Context(secrets={k: SECRET for k in FIELDS}, venv=VENV, keys=_Keys(topology.hosts),
+    return _Context(secrets={k: SECRET for k in FIELDS + tuple(DERIVED)}, venv=VENV, keys=_Keys(topology.hosts),
                     release=release)
 
 

@@ -1,0 +1,149 @@
+"""What faces the clients, as configured: no shared password, bounded bodies and
+logins at the balancer, tokens out of its log, the credentials off command lines."""
+
+import json
+import subprocess
+
+import pytest
+
+from quizstack.deploy import render
+from quizstack.deploy.plan import build_plan
+from quizstack.deploy.secrets import (ADMIN_USER, DEMO_ADMIN_PASSWORD, django_hash_matches,
+                                      django_password_hash, load_or_create)
+from quizstack.topology import load_scenario
+
+
+@pytest.fixture(scope="module")
+def complete():
+    return build_plan(load_scenario("complete"))
+
+
+def test_each_lab_gets_its_own_administrator_password_and_only_its_hash_goes_out(tmp_path):
+    one = load_or_create(tmp_path / "one")
+    two = load_or_create(tmp_path / "two")
+    assert one["admin_password"] != two["admin_password"] and len(one["admin_password"]) >= 24
+    assert one["admin_password"] != DEMO_ADMIN_PASSWORD
+    assert django_hash_matches(one["admin_password_hash"], one["admin_password"])
+    assert not django_hash_matches(one["admin_password_hash"], two["admin_password"])
+    # Kept: the second read makes no new hash (the salt would change it).
+    assert load_or_create(tmp_path / "one") == one
+
+
+def test_the_hash_is_the_one_django_checks():
+    django = pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure()
+    from django.contrib.auth.hashers import check_password
+
+    encoded = django_password_hash("correct horse", iterations=1000)
+    assert check_password("correct horse", encoded) and not check_password("wrong", encoded)
+    assert django.VERSION >= (4, 2)
+
+
+def test_the_servers_environment_names_the_hash_never_the_password(complete, tmp_path):
+    secrets = load_or_create(tmp_path / "s")
+    text = render.env_file(render.app_environment(complete, secrets))
+    assert secrets["admin_password"] not in text
+    assert secrets["admin_password_hash"] in text
+    assert "QUIZ_DEMO_USERS=0\n" in text and "DJANGO_ALLOWED_HOSTS=*" not in text
+
+
+def test_the_balancer_refuses_long_bodies_and_login_floods_before_a_server(complete):
+    cfg = render.haproxy_cfg(complete)
+    frontend = cfg.split("frontend quiz\n")[1].split("\nbackend ")[0]
+    assert (f"http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt "
+            f"{render.MAX_BODY} }}") in frontend
+    assert "http-request track-sc0 src if login_try login_path" in frontend
+    assert (f"deny_status 429 hdr Retry-After {render.LOGIN_WINDOW} " in frontend
+            and f"{{ sc_http_req_rate(0) gt {render.LOGIN_TRIES} }}" in frontend)
+    # Refused before a backend is chosen: no rule after them sends a request on first.
+    assert frontend.index("deny_status 429") < frontend.index("default_backend")
+    assert "timeout http-request 10s" in cfg
+
+
+def test_the_balancer_drops_its_privileges_and_redacts_tokens(complete):
+    cfg = render.haproxy_cfg(complete)
+    for line in ("user haproxy", "group haproxy", "chroot /var/lib/haproxy"):
+        assert f"    {line}\n" in cfg.split("defaults\n")[0]
+    assert "%{+Q}r" not in cfg and "%[var(txn.logged_uri)]" in cfg
+
+
+def test_haproxy_redacts_a_token_as_configured(complete, tmp_path):
+    """HAProxy itself parses the configuration (the rules' syntax, the regex)."""
+    haproxy = pytest.importorskip("shutil").which("haproxy")
+    if not haproxy:
+        pytest.skip("haproxy is not installed")
+    cfg = render.haproxy_cfg(complete).replace(f"errorfile 503 {render.HAPROXY_503}", "")
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(cfg)
+    done = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_administrator_login_is_generated_unless_the_scenario_is_a_teaching_setup(tmp_path):
+    from quizstack.check import admin_login
+
+    pfinal = build_plan(load_scenario("pfinal"))
+    complete = build_plan(load_scenario("complete"))
+    assert pfinal.demo and not complete.demo
+    assert admin_login(tmp_path, pfinal) == (ADMIN_USER, DEMO_ADMIN_PASSWORD)
+    user, password = admin_login(tmp_path, complete)
+    assert user == ADMIN_USER and password == load_or_create(tmp_path)["admin_password"]
+
+
+def test_demo_must_be_a_boolean(tmp_path):
+    from quizstack.errors import ScenarioError
+
+    from pathlib import Path
+
+    source = Path(load_scenario("complete").source).read_text()
+    path = tmp_path / "bad.toml"
+    path.write_text(source.replace("[service]\nport = 80", '[service]\nport = 80\ndemo = "yes"'))
+    with pytest.raises(ScenarioError, match="demo must be true or false"):
+        build_plan(load_scenario(str(path)))
+
+
+class RecordingLab:
+    """Records what the checks ask a client to run (no lab)."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def run(self, host, argv, timeout=60, check=True, env=None):
+        self.calls.append((host, argv, env))
+        return subprocess.CompletedProcess(argv, 0, json.dumps(self.answer), "")
+
+
+def test_the_checks_pass_the_password_in_the_environment_not_the_command_line(complete, tmp_path):
+    from quizstack.check import Checker
+
+    lab = RecordingLab({"answers": {"balancer 429": 35, "server 200": 5}, "retry_after": ["10"],
+                        "seconds": 3.0, "after_wait": {"status": 302, "logged_in": True, "by": "server"}})
+    lab.state_dir = tmp_path
+    checker = Checker(lab, complete)
+    from quizstack.check.security import login_flood
+
+    (row,) = login_flood(checker)
+    (host, argv, env), = lab.calls
+    password = load_or_create(tmp_path / "secrets")["admin_password"]
+    assert row.ok and host == complete.clients[-1]
+    assert password not in " ".join(argv) and env == {"QUIZSTACK_PASSWORD": password}
+
+
+@pytest.mark.parametrize("answers, ok", [
+    ({"balancer 429": 35, "server 200": 5}, True),
+    ({"server 200": 40}, False),                      # nothing throttled
+    ({"balancer 429": 20, "server 200": 20}, False),  # too many reached a password check
+])
+def test_the_flood_row_fails_when_too_many_tries_reach_a_password_check(complete, tmp_path,
+                                                                          answers, ok):
+    from quizstack.check import Checker
+    from quizstack.check.security import login_flood
+
+    lab = RecordingLab({"answers": answers, "retry_after": ["10"], "seconds": 3.0,
+                        "after_wait": {"status": 302, "logged_in": True, "by": "server"}})
+    lab.state_dir = tmp_path
+    (row,) = login_flood(Checker(lab, complete))
+    assert row.ok is ok
