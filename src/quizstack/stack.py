@@ -325,12 +325,13 @@ def pair_status(lab, pair, running):
             "members": members}
 
 
-# Reads HAProxy's stats socket on the load balancer (Debian's python3 only).
+# Reads HAProxy's stats socket on the load balancer (Debian's python3 only); another
+# HAProxy's socket (an app server's database router) when named as the argument.
 _HAPROXY_STAT = (
-    "import socket\n"
+    "import socket, sys\n"
     "s = socket.socket(socket.AF_UNIX)\n"
     "s.settimeout(2)\n"
-    "s.connect('/run/haproxy/admin.sock')\n"
+    "s.connect(sys.argv[1] if len(sys.argv) > 1 else '/run/haproxy/admin.sock')\n"
     "s.sendall(b'show stat\\n')\n"
     "data = b''\n"
     "while True:\n"

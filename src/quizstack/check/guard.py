@@ -135,20 +135,6 @@ if not listed():
 print(json.dumps(found))
 """
 
-# Runs on an app server: its database router's view of the members (stats socket).
-_ROUTER_STAT = (
-    "import socket, sys\n"
-    "s = socket.socket(socket.AF_UNIX)\n"
-    "s.settimeout(2)\n"
-    "s.connect(sys.argv[1])\n"
-    "s.sendall(b'show stat\\n')\n"
-    "data = b''\n"
-    "while True:\n"
-    "    chunk = s.recv(65536)\n"
-    "    if not chunk: break\n"
-    "    data += chunk\n"
-    "print(data.decode())\n"
-)
 
 
 def _calls(checker, host, stages, timeout=TIMEOUT):
@@ -265,11 +251,11 @@ def volume_row(checker):
 def router_row(checker, attacker):
     """The legitimate path: the app server's router sees one member UP, the leader."""
     from quizstack.check import parse_haproxy_stat
-    from quizstack.stack import database_members
+    from quizstack.stack import _HAPROXY_STAT, database_members
 
     plan = checker.plan
     try:
-        done = checker.lab.run(attacker, ["python3", "-c", _ROUTER_STAT, DB_ROUTER_SOCKET],
+        done = checker.lab.run(attacker, ["python3", "-c", _HAPROXY_STAT, DB_ROUTER_SOCKET],
                                check=False, timeout=20)
         servers = parse_haproxy_stat(done.stdout, "postgres")
     except CommandError:
