@@ -106,44 +106,56 @@ def test_demo_must_be_a_boolean(tmp_path):
 
 
 class RecordingLab:
-    """Records what the checks ask a client to run (no lab)."""
+    """Records what the checks ask the hosts to run, and answers as the clients would (no lab)."""
 
-    def __init__(self, answer):
-        self.answer, self.calls = answer, []
+    def __init__(self, flood, state_dir):
+        self.flood, self.calls, self.state_dir = flood, [], state_dir
+        self.topology = load_scenario("complete")
 
     def run(self, host, argv, timeout=60, check=True, env=None):
         self.calls.append((host, argv, env))
-        return subprocess.CompletedProcess(argv, 0, json.dumps(self.answer), "")
+        if "quizstack.check.client" in argv:
+            command = argv[argv.index("quizstack.check.client") + 1]
+            answer = self.flood if command == "flood" else {"status": 302, "logged_in": True,
+                                                            "by": "server"}
+            return subprocess.CompletedProcess(argv, 0, json.dumps(answer), "")
+        return subprocess.CompletedProcess(argv, 0, "", "")   # the table cleared on a balancer
+
+
+THROTTLED = {"status": 429, "logged_in": False, "by": "balancer"}
 
 
 def test_the_checks_pass_the_password_in_the_environment_not_the_command_line(complete, tmp_path):
     from quizstack.check import Checker
-
-    lab = RecordingLab({"answers": {"balancer 429": 35, "server 200": 5}, "retry_after": ["10"],
-                        "seconds": 3.0, "after_wait": {"status": 302, "logged_in": True, "by": "server"}})
-    lab.state_dir = tmp_path
-    checker = Checker(lab, complete)
     from quizstack.check.security import login_flood
 
-    (row,) = login_flood(checker)
-    (host, argv, env), = lab.calls
+    lab = RecordingLab({"answers": {"balancer 429": 35, "server 200": 5}, "retry_after": ["10"],
+                        "seconds": 3.0, "then": THROTTLED}, tmp_path)
+    (row,) = login_flood(Checker(lab, complete))
     password = load_or_create(tmp_path / "secrets")["admin_password"]
-    assert row.ok and host == complete.clients[-1]
-    assert password not in " ".join(argv) and env == {"QUIZSTACK_PASSWORD": password}
+    assert row.ok, row.detail
+    clients = [(host, env) for host, argv, env in lab.calls if "quizstack.check.client" in argv]
+    # The flood and a login after it from the last client, a login meanwhile from the first.
+    assert [h for h, _ in clients] == ["c2", "c1", "c2"]
+    assert all(env == {"QUIZSTACK_PASSWORD": password} for _, env in clients)
+    assert all(password not in " ".join(map(str, argv)) for _, argv, _ in lab.calls)
+    # The flooder's address is forgotten on both balancers before its last login.
+    cleared = [(h, argv[-1]) for h, argv, _ in lab.calls if "quizstack.check.client" not in argv]
+    assert cleared == [("lb1", "10.2.1.12"), ("lb2", "10.2.1.12")]
 
 
-@pytest.mark.parametrize("answers, ok", [
-    ({"balancer 429": 35, "server 200": 5}, True),
-    ({"server 200": 40}, False),                      # nothing throttled
-    ({"balancer 429": 20, "server 200": 20}, False),  # too many reached a password check
+@pytest.mark.parametrize("answers, then, ok", [
+    ({"balancer 429": 35, "server 200": 5}, THROTTLED, True),
+    ({"server 200": 40}, THROTTLED, False),                      # nothing throttled
+    ({"balancer 429": 20, "server 200": 20}, THROTTLED, False),  # too many reached a password check
+    ({"balancer 429": 35, "server 200": 5},                      # the flooder still got in
+     {"status": 302, "logged_in": True, "by": "server"}, False),
 ])
-def test_the_flood_row_fails_when_too_many_tries_reach_a_password_check(complete, tmp_path,
-                                                                          answers, ok):
+def test_the_flood_row_fails_when_the_throttle_does_not_hold(complete, tmp_path, answers, then, ok):
     from quizstack.check import Checker
     from quizstack.check.security import login_flood
 
-    lab = RecordingLab({"answers": answers, "retry_after": ["10"], "seconds": 3.0,
-                        "after_wait": {"status": 302, "logged_in": True, "by": "server"}})
-    lab.state_dir = tmp_path
+    lab = RecordingLab({"answers": answers, "retry_after": ["10"], "seconds": 3.0, "then": then},
+                       tmp_path)
     (row,) = login_flood(Checker(lab, complete))
     assert row.ok is ok

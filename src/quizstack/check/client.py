@@ -9,7 +9,8 @@ HTTP as the service's clients do, cookies and CSRF tokens included.
     python -m quizstack.check.client upload URL USER FETCHES
     python -m quizstack.check.client delete URL USER QUIZ_ID
     python -m quizstack.check.client seed-logins URL
-    python -m quizstack.check.client flood URL COUNT WAIT USER
+    python -m quizstack.check.client flood URL COUNT USER
+    python -m quizstack.check.client login URL USER
     python -m quizstack.check.client oversize URL BYTES CHUNKED_BYTES
 
 USER's password comes in the environment (QUIZSTACK_PASSWORD), never on the
@@ -154,29 +155,57 @@ def seed_logins(base):
     return found
 
 
-def flood(base, count, wait, user, password):
-    """`count` wrong passwords as fast as they go, for a made-up account, then, after
-    `wait` seconds, one right login as `user`: who answered what.
+FLOOD_THREADS = 8
+
+
+def flood(base, count, user, password):
+    """`count` wrong passwords for a made-up account, FLOOD_THREADS at a time, then
+    one right login as `user` from the same address: who answered what.
 
     An answer with X-Server came from a server (the app checked the password,
     or its own per-account back-off refused it); one without, from the balancer.
     """
+    import threading
+
     browser = Browser(base)
     token = browser.csrf("/session")
     target = "flood" + secrets.token_hex(4)
-    counts, retry_after, started = {}, set(), time.monotonic()
-    for _ in range(count):
-        status, headers, _ = browser.try_login(target, secrets.token_hex(8), token)
-        where = "server" if headers.get("X-Server") else "balancer"
-        counts[f"{where} {status}"] = counts.get(f"{where} {status}", 0) + 1
-        if status == 429 and headers.get("Retry-After"):
-            retry_after.add(headers["Retry-After"])
+    counts, retry_after, lock = {}, set(), threading.Lock()
+    left = iter(range(count))
+
+    def guess():
+        while True:
+            with lock:
+                if next(left, None) is None:
+                    return
+            try:
+                status, headers, _ = browser.try_login(target, secrets.token_hex(8), token)
+                key = f"{'server' if headers.get('X-Server') else 'balancer'} {status}"
+            except OSError:
+                key, headers, status = "no answer", {}, 0
+            with lock:
+                counts[key] = counts.get(key, 0) + 1
+                if status == 429 and headers.get("Retry-After"):
+                    retry_after.add(headers["Retry-After"])
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=guess) for _ in range(FLOOD_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     seconds = time.monotonic() - started
-    time.sleep(wait)
     status, headers, done = Browser(base).try_login(user, password)
     return {"answers": counts, "retry_after": sorted(retry_after), "seconds": round(seconds, 2),
-            "after_wait": {"status": status, "logged_in": done,
-                           "by": "server" if headers.get("X-Server") else "balancer"}}
+            "then": {"status": status, "logged_in": done,
+                     "by": "server" if headers.get("X-Server") else "balancer"}}
+
+
+def login(base, user, password):
+    """One right login: HTTP status and whether it logged in."""
+    status, headers, done = Browser(base).try_login(user, password)
+    return {"status": status, "logged_in": done,
+            "by": "server" if headers.get("X-Server") else "balancer"}
 
 
 def oversize(base, size, chunked=False, budget=5.0):
@@ -232,7 +261,9 @@ def main(argv):
     elif command == "seed-logins":
         result = seed_logins(base)
     elif command == "flood":
-        result = flood(base, int(rest[0]), float(rest[1]), rest[2], password)
+        result = flood(base, int(rest[0]), rest[1], password)
+    elif command == "login":
+        result = login(base, rest[0], password)
     elif command == "oversize":
         result = {"length": oversize(base, int(rest[0])),
                   "chunked": oversize(base, int(rest[1]), chunked=True)}

@@ -19,11 +19,12 @@ from quizstack.deploy import ops, render, vrrp
 from quizstack.deploy.roles import Phase, install_probe, scenario_host
 
 CONFIG = "/etc/haproxy/haproxy.cfg"
+STATS_SOCKET = "/run/haproxy/admin.sock"
 # The balancers have no other ruleset: the pair's filter is the standard file.
 PAIR_FILTER = "/etc/nftables.conf"
 PAIR_FILTER_LOADED = f"/usr/sbin/nft list table inet {render.PAIR_TABLE}"
 # keepalived's test that this member serves: HAProxy answers on its socket.
-SERVING = "/usr/bin/nc -U -z /run/haproxy/admin.sock"
+SERVING = f"/usr/bin/nc -U -z {STATS_SOCKET}"
 
 
 def phases(plan, context):
@@ -51,7 +52,7 @@ def add_ops(plan, context):
     ops.service("haproxy", "/bin/sh -c 'mkdir -p /run/haproxy && "
                 f"exec /usr/sbin/haproxy -W -db -f {CONFIG}'", unit="haproxy",
                 reload=(cfg, page), reload_signal="USR2", priority=300, name="haproxy service")
-    ops.wait_until(f"{up} /run/haproxy/admin.sock quiz_servers {len(plan.backends)}",
+    ops.wait_until(f"{up} {STATS_SOCKET} quiz_servers {len(plan.backends)}",
                    f"all {len(plan.backends)} servers UP in HAProxy", name="wait: backends up")
 
 
