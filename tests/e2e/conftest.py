@@ -27,6 +27,8 @@ def _app_env(database_url, media_root):
         DATABASE_URL=database_url,
         QUIZ_MEDIA_ROOT=media_root,
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        # A teaching setup: the seed's pepe/5678, whom the browser plays as.
+        QUIZ_DEMO_USERS="1",
     )
     return env
 
