@@ -147,7 +147,11 @@ def cmd_up(args):
     print(f"deploy: {len(changed)} change(s)" if changed else "deploy: no change", f"({seconds})")
     if result.checks:
         _print_checks(result.checks)
-        print("  (the scans covered common and service ports; `quizstack check` scans all 65,535)")
+        print("  (the scans covered common and service ports; `quizstack check` scans all 65,535"
+              + (")" if changed else "; with nothing changed, the attacks are left to it)"))
+    from quizstack.deploy.plan import build_plan
+
+    print(_admin_line(build_plan(lab.topology), lab.state_dir / "secrets" / "secrets.json"))
     print(f"QUIZ is served at {result.url} (through the firewall, as a client on LAN1)")
     if result.nagios_url:
         secrets = lab.state_dir / "secrets" / "secrets.json"
@@ -155,9 +159,6 @@ def cmd_up(args):
 
         print(f"Nagios is at {result.nagios_url} (user {NAGIOS_USER}; the password is "
               f"nagios_password in {secrets}); operators: quizstack ssh [HOST]")
-    from quizstack.deploy.plan import build_plan
-
-    print(_admin_line(build_plan(lab.topology), lab.state_dir / "secrets" / "secrets.json"))
     return 0 if all(r.ok for r in result.checks) else 1
 
 

@@ -115,9 +115,12 @@ def open_addresses(plan):
 class Checker:
     """Runs the checks of one deployed lab. `run(host, argv, **kw)` runs a command in a host."""
 
-    def __init__(self, lab, plan, venv=None, ports="1-65535"):
+    def __init__(self, lab, plan, venv=None, ports="1-65535", attacks=True):
         self.lab = lab
         self.plan = plan
+        # The attacks on the service (security, guard, forged adverts): rows of
+        # their own, left out only where nothing changed since they last held.
+        self.attacks = attacks
         self.python = f"{venv or sys.prefix}/bin/python"
         self.ports = ports
         self.base = f"http://{plan.lb_address}:{plan.port}"
@@ -522,19 +525,22 @@ class Checker:
         sequence after the upload: "nothing left to replay" must not meet a
         write in flight."""
         rows = self.balancing()
-        jobs = [lambda: self.storage_and_database() + self.database_cluster() + self.guard(),
-                self.database_placement, lambda: self.pairs() + self.pair_guard(), self.access,
+        attacks = self.attacks
+        jobs = [lambda: (self.storage_and_database() + self.database_cluster()
+                         + (self.guard() if attacks else [])),
+                self.database_placement,
+                lambda: self.pairs() + (self.pair_guard() if attacks else []), self.access,
                 self.monitoring, self.logs, self.platform]
         # The login flood throttles its client for a while: beside the others
         # only when another client is left for their logins.
         beside = len(self.plan.clients) > 1
-        if beside:
+        if beside and attacks:
             jobs.append(self.security)
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             futures = [pool.submit(self._timed, job) for job in jobs]
             for future in futures:
                 rows += future.result()
-        if not beside:
+        if attacks and not beside:
             rows += self._timed(self.security)
         return rows
 
@@ -587,9 +593,10 @@ def admin_login(secrets_dir, plan):
     return secrets.ADMIN_USER, secrets.load_or_create(secrets_dir)["admin_password"]
 
 
-def run_checks(lab, plan, venv=None, ports="1-65535"):
-    """Every check; `ports=None` scans only the sample of common and service ports."""
-    return Checker(lab, plan, venv=venv, ports=ports).all()
+def run_checks(lab, plan, venv=None, ports="1-65535", attacks=True):
+    """Every check; `ports=None` scans only the sample of common and service ports;
+    `attacks=False` leaves out the attacks on the service (a no-change `up`)."""
+    return Checker(lab, plan, venv=venv, ports=ports, attacks=attacks).all()
 
 
 __all__ = ["CheckResult", "Checker", "run_checks", "parse_nmap_grepable"]
