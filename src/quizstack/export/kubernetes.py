@@ -282,9 +282,9 @@ def migrate_job(topology, plan, options):
     container = {"name": "migrate", "image": options.image,
                  "command": ["sh", "-c", "quizstack app migrate && quizstack app seed"],
                  # Only the seed sees the administrator's password, never a server.
-                 "env": _environment(plan) + [
+                 "env": _environment(plan) + ([] if plan.demo else [
                      {"name": "QUIZ_ADMIN_PASSWORD", "valueFrom": {"secretKeyRef": {
-                         "name": APP_SECRET, "key": "admin-password"}}}],
+                         "name": APP_SECRET, "key": "admin-password"}}}]),
                  "volumeMounts": _mounts(plan),
                  "securityContext": _container_security(),
                  "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
