@@ -3,6 +3,7 @@ logins at the balancer, tokens out of its log, the credentials off command lines
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -57,7 +58,7 @@ def test_the_balancer_refuses_long_bodies_and_login_floods_before_a_server(compl
             f"{render.MAX_BODY} }}") in frontend
     assert "http-request track-sc0 src if login_try login_path" in frontend
     assert (f"deny_status 429 hdr Retry-After {render.LOGIN_WINDOW} " in frontend
-            and f"{{ sc_http_req_rate(0) gt {render.LOGIN_TRIES} }}" in frontend)
+            and f"acl login_flood sc_gpc0_rate(0) gt {render.LOGIN_TRIES}" in frontend)
     # Refused before a backend is chosen: no rule after them sends a request on first.
     assert frontend.index("deny_status 429") < frontend.index("default_backend")
     assert "timeout http-request 10s" in cfg
@@ -159,3 +160,78 @@ def test_the_flood_row_fails_when_the_throttle_does_not_hold(complete, tmp_path,
                        tmp_path)
     (row,) = login_flood(Checker(lab, complete))
     assert row.ok is ok
+
+
+def test_haproxy_throttles_failed_logins_per_address_and_never_successful_ones(complete, tmp_path):
+    """The balancer's own rules, run by HAProxy on loopback in front of a stand-in server
+    that answers a login as QUIZ does (a redirect when right, the form when wrong)."""
+    import http.server
+    import re
+    import shutil
+    import socket
+    import threading
+    import urllib.error
+    import urllib.request
+
+    haproxy = shutil.which("haproxy")
+    if not haproxy:
+        pytest.skip("haproxy is not installed")
+
+    class Quiz(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(302 if body == b"right" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # The frontend as rendered, bound to loopback, in front of the stand-in.
+    cfg = render.haproxy_cfg(complete)
+    frontend = cfg.split("frontend quiz\n")[1].split("\nbackend ")[0]
+    rules = [line for line in frontend.splitlines()
+             if "login" in line or "sc0_tracked" in line or "stick-table" in line]
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n"
+        f"frontend quiz\n    bind 127.0.0.1:{port}\n" + "\n".join(rules) + "\n"
+        "    default_backend quiz\n"
+        f"backend quiz\n    server q 127.0.0.1:{server.server_address[1]}\n")
+    proc = subprocess.Popen([haproxy, "-db", "-f", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        def login(password):
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/session", data=password,
+                                             method="POST")
+            opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
+                                                      {"redirect_request": lambda *a, **k: None}))
+            try:
+                with opener.open(request, timeout=5) as answer:
+                    return answer.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        for _ in range(50):   # HAProxy listening
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        # Many successful logins from one address: none refused.
+        assert [login(b"right") for _ in range(25)] == [302] * 25
+        # Failed ones: the first LOGIN_TRIES reach the server, then 429 even for the right one.
+        wrong = [login(b"wrong") for _ in range(render.LOGIN_TRIES + 5)]
+        assert wrong[:render.LOGIN_TRIES] == [200] * render.LOGIN_TRIES
+        assert set(wrong[render.LOGIN_TRIES + 1:]) == {429}
+        assert login(b"right") == 429
+        assert re.search(r"Retry-After \d+", frontend)
+    finally:
+        proc.kill()
+        proc.wait()
+        server.shutdown()

@@ -104,7 +104,7 @@ def login_flood(checker):
              + f"; {flooder}'s entry cleared on {', '.join(cleared) or 'no balancer'}, "
              f"then: {said(after)}")
     return [checker.row("security", f"{FLOOD_TRIES} wrong passwords from {flooder}: at most "
-                        f"{FLOOD_HASHED_AT_MOST} checked, the rest 429 (over {LOGIN_TRIES} logins in "
+                        f"{FLOOD_HASHED_AT_MOST} checked, the rest 429 (over {LOGIN_TRIES} failed logins in "
                         f"{LOGIN_WINDOW} s per address); other clients unaffected", ok, shown)]
 
 

@@ -20,8 +20,9 @@ SLOWSTART = "10s"             # a server back or new ramps up to its full weight
 # form around it. HAProxy refuses a longer one before any server sees it, the
 # app (QUIZ_MAX_BODY) a chunked one as it passes the limit.
 MAX_BODY = 2 * 1024 * 1024 + 512 * 1024
-# Logins (POST /session) one client address may send in LOGIN_WINDOW before the
-# balancer answers 429 (every try counts, refused ones too, so a flood stays refused).
+# Failed logins (POST /session not answered with a redirect) one client address
+# may have in LOGIN_WINDOW before the balancer answers 429 to its logins (refused
+# tries count too, so a flood stays refused; a successful login never counts).
 LOGIN_TRIES = 10
 LOGIN_WINDOW = 10
 
@@ -206,23 +207,32 @@ def _guards(plan):
     - A body longer than MAX_BODY (by its Content-Length): 413 at once, so a
       100 MB upload never reaches a server's disk (a chunked body has no
       length; the app cuts it as it passes the same limit).
-    - More than LOGIN_TRIES logins (POST /session) from one address in
-      LOGIN_WINDOW seconds: 429 with Retry-After, counted per client address
-      in a stick table on each balancer. Refused tries count too, so a flood
-      stays refused until it stops; an honest user who mistypes a few times
-      never meets it. QUIZ's own per-account back-off stops a slow guesser.
+    - More than LOGIN_TRIES failed logins (POST /session answered with
+      anything but a redirect) from one address in LOGIN_WINDOW seconds:
+      429 with Retry-After to its logins, counted per client address in a
+      stick table on each balancer (gpc0: incremented by the answer). The
+      refused tries count too, so a flood stays refused until it stops; a
+      successful login never counts, so many users behind one address (an
+      office, the chaos load's workers) log in freely, and an honest user who
+      mistypes a few times never meets it. QUIZ's own per-account back-off
+      stops a slow guesser.
     A slow client (headers or body trickled in) is cut by `timeout http-request`.
     """
     return (
         f"    http-request deny deny_status 413 if {{ req.hdr_val(content-length) gt {MAX_BODY} }}\n"
         f"    stick-table type ip size 100k expire {LOGIN_WINDOW * 3}s "
-        f"store http_req_rate({LOGIN_WINDOW}s)\n"
+        f"store gpc0,gpc0_rate({LOGIN_WINDOW}s)\n"
         "    acl login_try method POST\n"
         "    acl login_path path /session\n"
         "    http-request track-sc0 src if login_try login_path\n"
+        f"    acl login_flood sc_gpc0_rate(0) gt {LOGIN_TRIES}\n"
+        "    http-request sc-inc-gpc0(0) if login_try login_path login_flood\n"
         f"    http-request deny deny_status 429 hdr Retry-After {LOGIN_WINDOW} "
-        "content-type text/plain string \"Too many logins from this address; wait a moment.\" "
-        f"if login_try login_path {{ sc_http_req_rate(0) gt {LOGIN_TRIES} }}\n"
+        "content-type text/plain string \"Too many failed logins from this address; wait a moment.\" "
+        "if login_try login_path login_flood\n"
+        # The answer tells a failed login (the form again, or QUIZ's own 429)
+        # from a successful one (a redirect); only tracked requests are logins.
+        "    http-response sc-inc-gpc0(0) if { sc0_tracked } !{ status 302:303 }\n"
     )
 
 
