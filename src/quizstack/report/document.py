@@ -260,6 +260,7 @@ def verify_section(topology, plan):
         rows += [("monitoring", "Nagios refuses a request without the login, answers with it"),
                  ("monitoring", "Nagios watches every host of the scenario and sees each UP"),
                  ("monitoring", "every service Nagios watches is OK")]
+    rows += _attack_rows(plan)
     lines = ["## Operating and verifying", "",
              "`quizstack check` verifies every requirement from the clients' side (in a lab; each row "
              "says what it saw and how long it took). Its rows for this scenario:", ""]
@@ -296,6 +297,27 @@ REMEDIES = {
                  "watchdog) would stop it sooner",
     "db-switchover": "planned: about 1.5 s without writes; switch over at a quiet time",
 }
+
+
+def _attack_rows(plan):
+    """The check's attacks on the service (docs/security.md), as this scenario gets them."""
+    rows = []
+    if not plan.demo:
+        rows.append(("security", "the seed's passwords (admin/1234, pepe/5678) are refused "
+                                 "through the firewall"))
+    rows += [("security", "a 100 MB upload is refused (413) within 1 s, before any server stores it"),
+             ("security", f"40 wrong passwords from {plan.clients[-1]}: at most 15 checked, the rest "
+                          "429; other clients unaffected")]
+    if plan.replicated:
+        rows += [("guard", f"from {plan.web_hosts[0]}, an unauthenticated change to Patroni's "
+                           "configuration is refused"),
+                 ("guard", f"from {plan.web_hosts[0]}, etcd takes no write on any member"),
+                 ("guard", f"{plan.web_hosts[0]}'s database router still finds the primary")]
+    rows.append(("guard", f"a host that is not an app server cannot mount the volume {plan.volume}"))
+    for pair in plan.pairs:
+        rows.append((pair.role, f"{pair.name}: forged VRRP adverts (priority 255) from another host "
+                                "leave its addresses where they are"))
+    return rows
 
 
 def security_points(plan):
