@@ -287,11 +287,13 @@ class Checker:
         fetches = 3 * len(self.plan.backends)
         user, password = self.admin_login()
         secret = {"QUIZSTACK_PASSWORD": password}
-        made = self._client(client, "upload", self.base, user, str(fetches), env=secret)
+        made = self._client(client, "upload", self.base, user, str(fetches),
+                            str(len(self.plan.backends)), env=secret)
         results = []
         try:
             served = made["servers"]
-            ok = all(served.get(b.name) for b in self.plan.backends) and made["identical"] == fetches
+            ok = (all(served.get(b.name) for b in self.plan.backends)
+                  and made["identical"] == made["fetches"])
             results.append(self.row(
                 "storage", "an image uploaded through the load balancer is served by every server",
                 ok, f"{made['image']}: " + ", ".join(f"{k} {v}" for k, v in sorted(served.items()))))

@@ -6,7 +6,7 @@ browser would. Only the standard library is used: the point is to speak plain
 HTTP as the service's clients do, cookies and CSRF tokens included.
 
     python -m quizstack.check.client balance URL COUNT
-    python -m quizstack.check.client upload URL USER FETCHES
+    python -m quizstack.check.client upload URL USER FETCHES [SERVERS]
     python -m quizstack.check.client delete URL USER QUIZ_ID
     python -m quizstack.check.client seed-logins URL
     python -m quizstack.check.client flood URL COUNT USER
@@ -106,8 +106,14 @@ def balance(base, count):
     return {"servers": servers, "statuses": statuses}
 
 
-def upload(base, user, password, fetches):
-    """Create a quiz with an image through the service, then fetch the image repeatedly."""
+SLOWSTART_BUDGET = 12.0   # seconds: a server just back ramps up over 10 s (render.SLOWSTART)
+
+
+def upload(base, user, password, fetches, servers=0):
+    """Create a quiz with an image through the service, then fetch the image repeatedly:
+    `fetches` times, and on while fewer than `servers` distinct servers have answered
+    (for SLOWSTART_BUDGET seconds at most: with leastconn a server in its slow start
+    gets no request while the others are idle)."""
     browser = Browser(base)
     browser.login(user, password)
     marker = "quizstack check " + secrets.token_hex(6)
@@ -124,14 +130,18 @@ def upload(base, user, password, fetches):
     if status != 200 or not found:
         raise SystemExit(f"quiz {quiz_id} shows no image (HTTP {status})")
     name = found.group(1).decode()
-    servers, same = {}, 0
-    for _ in range(fetches):
+    wanted, seen, same, done = servers, {}, 0, 0
+    deadline = time.monotonic() + SLOWSTART_BUDGET
+    while done < fetches or (len(seen) < wanted and time.monotonic() < deadline):
+        if done >= fetches:
+            time.sleep(0.2)
         status, headers, body = browser.request(f"/uploads/{name}")
         key = headers.get("X-Server", "?") if status == 200 else f"HTTP {status}"
-        servers[key] = servers.get(key, 0) + 1
+        seen[key] = seen.get(key, 0) + 1
         same += body == image
-    return {"quiz": quiz_id, "question": marker, "image": name, "servers": servers,
-            "identical": same, "fetches": fetches}
+        done += 1
+    return {"quiz": quiz_id, "question": marker, "image": name, "servers": seen,
+            "identical": same, "fetches": done}
 
 
 def delete(base, user, password, quiz_id):
@@ -255,7 +265,7 @@ def main(argv):
     if command == "balance":
         result = balance(base, int(rest[0]))
     elif command == "upload":
-        result = upload(base, rest[0], password, int(rest[1]))
+        result = upload(base, rest[0], password, int(rest[1]), int(rest[2]) if rest[2:] else 0)
     elif command == "delete":
         result = delete(base, rest[0], password, int(rest[1]))
     elif command == "seed-logins":

@@ -75,11 +75,12 @@ def storage_and_database(checker, hosts, project):
     checker._clock.mark = time.monotonic()
     user, password = hosts.admin_login()
     secret = {"QUIZSTACK_PASSWORD": password}
-    made = checker._client(client, "upload", checker.base, user, str(fetches), env=secret)
+    made = checker._client(client, "upload", checker.base, user, str(fetches),
+                           str(len(plan.backends)), env=secret)
     rows = []
     try:
         served = made["servers"]
-        ok = all(served.get(b.name) for b in plan.backends) and made["identical"] == fetches
+        ok = all(served.get(b.name) for b in plan.backends) and made["identical"] == made["fetches"]
         rows.append(checker.row(
             "storage", "an image uploaded through the load balancer is served by every server",
             ok, f"{made['image']}: " + ", ".join(f"{k} {v}" for k, v in sorted(served.items()))))
