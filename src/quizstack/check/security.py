@@ -59,7 +59,7 @@ def oversized_body(checker):
           and chunked["status"] == 413)
     shown = (f"with Content-Length: HTTP {length['status']} in {length['seconds']} s from the "
              f"{'server' if length['server'] else 'balancer'} after {length['sent'] // 1024} KiB sent; "
-             f"chunked: HTTP {chunked['status']} in {chunked['seconds']} s after "
+             f"chunked (try {chunked.get('tries', 1)}): HTTP {chunked['status']} in {chunked['seconds']} s after "
              f"{chunked['sent'] // 1024} KiB (limit {MAX_BODY // 1024} KiB)")
     return [checker.row("security", f"a {OVERSIZE // 2**20} MB upload is refused (413) within "
                         f"{OVERSIZE_SECONDS:.0f} s, before any server stores it", ok, shown)]
