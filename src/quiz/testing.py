@@ -262,6 +262,25 @@ def wsgi_call(application, path, method="GET", **extra):
     return status, dict(headers), body
 
 
+def committed_database(postgres, django_db_blocker, name):
+    """A migrated, seeded database of its own on `postgres` (writes there are committed,
+    for tests of many servers at once); its settings for in_thread."""
+    from django.core.management import call_command
+
+    from quiz.seed import load_seed
+
+    postgres.create_database(name)
+    settings = {"NAME": name, "HOST": "127.0.0.1", "PORT": str(postgres.port), "USER": "postgres"}
+
+    def setup():
+        call_command("migrate", verbosity=0)
+        load_seed()
+
+    with django_db_blocker.unblock():
+        in_thread(setup, settings)
+    return settings
+
+
 def in_thread(call, database, timeout=60):
     """Run ``call()`` in a new thread whose database connection uses ``database``; return its result.
 

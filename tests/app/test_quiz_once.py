@@ -16,7 +16,6 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.contrib.sessions.models import Session
-from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -24,8 +23,7 @@ from django.utils import timezone
 
 from quiz import once
 from quiz.models import Attachment, Quiz, Submission, Tip, User
-from quiz.seed import load_seed
-from quiz.testing import image_upload, in_thread, login_as, make_quiz, user
+from quiz.testing import committed_database, image_upload, in_thread, login_as, make_quiz, user
 
 db = pytest.mark.django_db
 
@@ -310,17 +308,7 @@ def test_reading_pages_never_purges(client, monkeypatch, django_capture_on_commi
 @pytest.fixture(scope="module")
 def once_db(quiz_postgres, django_db_blocker):
     """A migrated, seeded database of this module's own; its settings for in_thread."""
-    name = "quiz_once"
-    quiz_postgres.create_database(name)
-    settings = {"NAME": name, "HOST": "127.0.0.1", "PORT": str(quiz_postgres.port), "USER": "postgres"}
-
-    def setup():
-        call_command("migrate", verbosity=0)
-        load_seed()
-
-    with django_db_blocker.unblock():
-        in_thread(setup, settings)
-    return settings
+    return committed_database(quiz_postgres, django_db_blocker, "quiz_once")
 
 
 @pytest.fixture

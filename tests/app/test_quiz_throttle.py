@@ -8,15 +8,13 @@ import threading
 
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
-from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
 import quiz.views.session
 from quiz import throttle
 from quiz.models import LoginThrottle
-from quiz.seed import load_seed
-from quiz.testing import in_thread, make_user
+from quiz.testing import committed_database, in_thread, make_user
 
 WRONG = "not the password"
 
@@ -165,17 +163,7 @@ def test_old_counts_are_purged(monkeypatch):
 @pytest.fixture(scope="module")
 def throttle_db(quiz_postgres, django_db_blocker):
     """A migrated, seeded database of this module's own (writes here are committed); its settings for in_thread."""
-    name = "quiz_throttle"
-    quiz_postgres.create_database(name)
-    settings = {"NAME": name, "HOST": "127.0.0.1", "PORT": str(quiz_postgres.port), "USER": "postgres"}
-
-    def setup():
-        call_command("migrate", verbosity=0)
-        load_seed()
-
-    with django_db_blocker.unblock():
-        in_thread(setup, settings)
-    return settings
+    return committed_database(quiz_postgres, django_db_blocker, "quiz_throttle")
 
 
 def test_concurrent_failures_on_many_servers_all_count(throttle_db, django_db_blocker):
